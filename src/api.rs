@@ -1,0 +1,415 @@
+//! The X API as the agent uses it: the shape of a post request for v2 and v1.1, and what each
+//! answer means (posted, try again, or a final error with the API's own words and a hint).
+//!
+//! Pure: no I/O here. `transport` sends what this module builds; `post` decides when to retry.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Which X API endpoint posts the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+pub enum ApiVersion {
+    /// `POST /2/tweets` with a JSON body (the current API; the body is not signed).
+    #[default]
+    #[serde(rename = "v2", alias = "2")]
+    #[value(name = "v2", alias = "2")]
+    V2,
+    /// `POST /1.1/statuses/update.json` with a signed form body (legacy; needs elevated
+    /// access).
+    #[serde(rename = "v1.1", alias = "1.1")]
+    #[value(name = "v1.1", alias = "1.1")]
+    V1_1,
+}
+
+/// An HTTP request ready to be signed and sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Full URL.
+    pub url: String,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// Whether the body is form-urlencoded and so part of the signature.
+    pub body_is_form: bool,
+}
+
+impl Outgoing {
+    /// What the signer sees of this request.
+    pub fn to_sign(&self) -> crate::oauth::RequestToSign<'_> {
+        crate::oauth::RequestToSign {
+            method: self.method,
+            url: &self.url,
+            form_body: self.body_is_form.then_some(self.body.as_str()),
+        }
+    }
+}
+
+/// Builds the request that posts `text`, optionally as a reply.
+pub fn post_request(
+    api_base: &str,
+    version: ApiVersion,
+    text: &str,
+    reply_to: Option<&str>,
+) -> Outgoing {
+    let base = api_base.trim_end_matches('/');
+    match version {
+        ApiVersion::V2 => {
+            let mut body = serde_json::json!({ "text": text });
+            if let Some(id) = reply_to {
+                body["reply"] = serde_json::json!({ "in_reply_to_tweet_id": id });
+            }
+            Outgoing {
+                method: "POST",
+                url: format!("{base}/2/tweets"),
+                content_type: "application/json",
+                body: body.to_string(),
+                body_is_form: false,
+            }
+        }
+        ApiVersion::V1_1 => {
+            let mut body = format!("status={}", crate::oauth::percent_encode(text));
+            if let Some(id) = reply_to {
+                body.push_str("&in_reply_to_status_id=");
+                body.push_str(&crate::oauth::percent_encode(id));
+            }
+            Outgoing {
+                method: "POST",
+                url: format!("{base}/1.1/statuses/update.json"),
+                content_type: "application/x-www-form-urlencoded",
+                body,
+                body_is_form: true,
+            }
+        }
+    }
+}
+
+/// What came back from the server, reduced to what the agent needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// The `Date` header, if any.
+    pub date: Option<String>,
+    /// `x-rate-limit-reset`, Unix seconds, if any.
+    pub rate_limit_reset: Option<u64>,
+    /// The body as text.
+    pub body: String,
+}
+
+/// A status that was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    /// The post's id.
+    pub id: String,
+    /// The text as X stored it.
+    pub text: String,
+}
+
+impl Posted {
+    /// The post's public URL.
+    pub fn url(&self) -> String {
+        format!("https://x.com/i/status/{}", self.id)
+    }
+}
+
+/// How an answer that is not a success should be handled.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth another attempt: 5xx, 429. `reset` is the rate-limit reset time if given.
+    Retry {
+        /// What went wrong, for the final message.
+        reason: String,
+        /// Unix seconds at which a 429's limit resets.
+        reset: Option<u64>,
+    },
+    /// 401: the signature or credentials were refused. `timestamp_rejected` is set when the
+    /// server said so (v1.1 code 135), which together with the `Date` header points to a
+    /// wrong host clock.
+    Unauthorized {
+        /// The API's words and our hint.
+        message: String,
+        /// v1.1 error 135.
+        timestamp_rejected: bool,
+    },
+    /// Final.
+    Fatal(Error),
+}
+
+/// Interprets a response to a post request.
+pub fn interpret(version: ApiVersion, response: &Response) -> Result<Posted, Failure> {
+    let json: Option<Value> = serde_json::from_str(&response.body).ok();
+    if (200..300).contains(&response.status) {
+        return parse_posted(version, json.as_ref()).ok_or_else(|| {
+            Failure::Fatal(Error::ApiRefused(format!(
+                "the API answered {} but the body is not a post: {}",
+                response.status,
+                excerpt(&response.body)
+            )))
+        });
+    }
+    let problem = Problem::from_json(json.as_ref());
+    let said = problem.describe(response);
+    Err(match response.status {
+        429 => Failure::Retry {
+            reason: format!("rate limited (HTTP 429): {said}"),
+            reset: response.rate_limit_reset,
+        },
+        500..=599 => Failure::Retry {
+            reason: format!("server error (HTTP {}): {said}", response.status),
+            reset: None,
+        },
+        401 => Failure::Unauthorized {
+            timestamp_rejected: problem.has_code(135),
+            message: format!(
+                "authentication failed (HTTP 401): {said}; hint: {}",
+                if problem.has_code(135) {
+                    "the host clock is wrong; set it (NTP) and try again"
+                } else if problem.has_code(89) {
+                    "the access token is invalid or expired: regenerate it in the developer portal"
+                } else {
+                    "check the four credentials; `esxi-tweet sign` shows what is signed"
+                }
+            ),
+        },
+        _ => Failure::Fatal(problem.classify(response.status, said)),
+    })
+}
+
+fn parse_posted(version: ApiVersion, json: Option<&Value>) -> Option<Posted> {
+    let json = json?;
+    let (id, text) = match version {
+        ApiVersion::V2 => (&json["data"]["id"], &json["data"]["text"]),
+        ApiVersion::V1_1 => (&json["id_str"], &json["text"]),
+    };
+    Some(Posted {
+        id: id.as_str()?.to_string(),
+        text: text.as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// An error body in either dialect: v2 problem JSON or v1.1 `errors[]`.
+#[derive(Debug, Default)]
+struct Problem {
+    title: Option<String>,
+    detail: Option<String>,
+    kind: Option<String>,
+    codes: Vec<(i64, String)>,
+}
+
+impl Problem {
+    fn from_json(json: Option<&Value>) -> Self {
+        let Some(json) = json else {
+            return Self::default();
+        };
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let codes = json["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["code"].as_i64().unwrap_or(0),
+                            text(&e["message"]).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            title: text(&json["title"]),
+            detail: text(&json["detail"]),
+            kind: text(&json["type"]),
+            codes,
+        }
+    }
+
+    fn has_code(&self, code: i64) -> bool {
+        self.codes.iter().any(|(c, _)| *c == code)
+    }
+
+    /// The API's own words, on one line.
+    fn describe(&self, response: &Response) -> String {
+        let words = if !self.codes.is_empty() {
+            self.codes
+                .iter()
+                .map(|(c, m)| format!("{m} (code {c})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            match (&self.title, &self.detail) {
+                (Some(t), Some(d)) if t != d => format!("{t}: {d}"),
+                (Some(t), _) => t.clone(),
+                (None, Some(d)) => d.clone(),
+                (None, None) => excerpt(&response.body),
+            }
+        };
+        words.replace(['\n', '\r'], " ")
+    }
+
+    fn classify(&self, status: u16, said: String) -> Error {
+        let duplicate = self.has_code(187)
+            || self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.to_ascii_lowercase().contains("duplicate"));
+        let permissions = self
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.ends_with("/oauth1-permissions"))
+            || self.has_code(261);
+        if duplicate {
+            Error::TextRejected(format!(
+                "duplicate post (HTTP {status}): {said}; hint: X refuses the same text twice in a row, change it"
+            ))
+        } else if self.has_code(186) {
+            Error::TextRejected(format!("text too long (HTTP {status}): {said}"))
+        } else if permissions {
+            Error::Auth(format!(
+                "permission denied (HTTP {status}): {said}; hint: in the developer portal set the app's permissions to Read and Write, then regenerate the access token and secret"
+            ))
+        } else if self.has_code(453) {
+            Error::Auth(format!(
+                "access level (HTTP {status}): {said}; hint: your app's tier cannot use API v1.1: use --api v2"
+            ))
+        } else if status == 403 || status == 401 {
+            Error::Auth(format!("forbidden (HTTP {status}): {said}"))
+        } else {
+            Error::ApiRefused(format!("the API refused the post (HTTP {status}): {said}"))
+        }
+    }
+}
+
+/// The start of a body for an error message, on one line.
+fn excerpt(body: &str) -> String {
+    let one_line: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if one_line.trim().is_empty() {
+        "(empty body)".to_string()
+    } else {
+        one_line.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error;
+
+    fn answer(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    fn fatal_code(version: ApiVersion, status: u16, body: &str) -> (u8, String) {
+        match interpret(version, &answer(status, body)) {
+            Err(Failure::Fatal(e)) => (e.exit_code(), e.to_string()),
+            other => panic!("expected a final error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v2_request_shape() {
+        let r = post_request(
+            "https://api.x.com/",
+            ApiVersion::V2,
+            "hi \"you\"",
+            Some("42"),
+        );
+        assert_eq!(r.url, "https://api.x.com/2/tweets");
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["text"], "hi \"you\"");
+        assert_eq!(body["reply"]["in_reply_to_tweet_id"], "42");
+        assert_eq!(r.to_sign().form_body, None, "a JSON body is not signed");
+    }
+
+    #[test]
+    fn v1_request_shape() {
+        let r = post_request("https://api.x.com", ApiVersion::V1_1, "a+b c!", None);
+        assert_eq!(r.url, "https://api.x.com/1.1/statuses/update.json");
+        assert_eq!(r.body, "status=a%2Bb%20c%21");
+        assert_eq!(r.to_sign().form_body, Some("status=a%2Bb%20c%21"));
+    }
+
+    #[test]
+    fn successes() {
+        let v2 = interpret(
+            ApiVersion::V2,
+            &answer(201, r#"{"data":{"id":"123","text":"hi"}}"#),
+        )
+        .unwrap();
+        assert_eq!(v2.url(), "https://x.com/i/status/123");
+        let v1 = interpret(
+            ApiVersion::V1_1,
+            &answer(200, r#"{"id_str":"9","text":"t"}"#),
+        )
+        .unwrap();
+        assert_eq!(v1.id, "9");
+    }
+
+    #[test]
+    fn errors_map_to_exit_codes_with_hints() {
+        let (code, msg) = fatal_code(
+            ApiVersion::V2,
+            403,
+            r#"{"title":"Forbidden","detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","status":403}"#,
+        );
+        assert_eq!(code, error::EXIT_TEXT_REJECTED);
+        assert!(msg.contains("duplicate content"), "{msg}");
+        let (code, msg) = fatal_code(
+            ApiVersion::V2,
+            403,
+            r#"{"title":"Unsupported Authentication","detail":"not permitted","type":"https://api.twitter.com/2/problems/oauth1-permissions","status":403}"#,
+        );
+        assert_eq!(code, error::EXIT_AUTH);
+        assert!(msg.contains("Read and Write"), "{msg}");
+        let (code, msg) = fatal_code(
+            ApiVersion::V1_1,
+            403,
+            r#"{"errors":[{"code":453,"message":"You currently have access to a subset of X API V2 endpoints"}]}"#,
+        );
+        assert_eq!(code, error::EXIT_AUTH);
+        assert!(msg.contains("--api v2"), "{msg}");
+        let (code, _) = fatal_code(
+            ApiVersion::V1_1,
+            403,
+            r#"{"errors":[{"code":187,"message":"Status is a duplicate."}]}"#,
+        );
+        assert_eq!(code, error::EXIT_TEXT_REJECTED);
+        let (code, msg) = fatal_code(ApiVersion::V2, 400, "<html>\nbad</html>");
+        assert_eq!(code, error::EXIT_API_REFUSED);
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn retryable_and_unauthorized() {
+        let r = interpret(ApiVersion::V2, &answer(503, "")).unwrap_err();
+        assert!(matches!(r, Failure::Retry { .. }));
+        let r = interpret(
+            ApiVersion::V1_1,
+            &answer(
+                401,
+                r#"{"errors":[{"code":135,"message":"Timestamp out of bounds."}]}"#,
+            ),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            r,
+            Failure::Unauthorized {
+                timestamp_rejected: true,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,354 @@
+//! The command line: flags (clap), how they combine with the config file and the environment,
+//! and the two subcommands, `post` and `sign`.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::{self, ApiVersion, Outgoing, Posted};
+use crate::config::{self, FileConfig};
+use crate::credentials::Credentials;
+use crate::error::Error;
+use crate::oauth;
+use crate::post::{self, RetryPolicy, SystemClock};
+use crate::transport::{Transport, TransportOptions};
+use crate::weighted_length::{MAX_WEIGHTED_LENGTH, weighted_length};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   posted (or signed, or printed with --dry-run)
+  64  usage: the command line is wrong
+  65  text rejected: empty, too long or a duplicate
+  69  the API refused the post for another reason
+  75  temporary failure (network, 5xx, 429) until the deadline
+  77  authentication or permission refused
+  78  configuration: missing credentials, unreadable or unsafe file
+
+Credentials come from TWITTER_CONSUMER_KEY, TWITTER_CONSUMER_SECRET, TWITTER_ACCESS_TOKEN and
+TWITTER_ACCESS_TOKEN_SECRET, or from the config file (chmod 600); never from flags.";
+
+/// Post a status update to X from a host, signed with OAuth 1.0a.
+#[derive(Debug, Parser)]
+#[command(name = "esxi-tweet", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Options shared by every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// API base URL [default: https://api.x.com, or api_base in the config file]
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_base: Option<String>,
+    /// Extra trusted CA certificates (PEM), in addition to the built-in roots
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// HTTP(S) proxy URL [default: HTTPS_PROXY / ALL_PROXY, honouring NO_PROXY]
+    #[arg(long, global = true, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Timeout of one HTTP attempt, e.g. 30s
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Config file [default: $XDG_CONFIG_HOME/esxi-tweet/config.toml or ~/.config/esxi-tweet/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Say what happens on each attempt (on stderr; never secrets)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Post TEXT (or standard input when TEXT is missing or `-`)
+    Post(PostArgs),
+    /// Print the signature base string, signature and Authorization header of a request
+    Sign(SignArgs),
+}
+
+/// `esxi-tweet post`.
+#[derive(Debug, Args)]
+pub struct PostArgs {
+    /// The text; `-` or nothing reads standard input (one trailing newline is dropped)
+    pub text: Option<String>,
+    /// API version [default: v2, or api in the config file]
+    #[arg(long, value_enum)]
+    pub api: Option<ApiVersion>,
+    /// Post as a reply to this post id
+    #[arg(long, value_name = "ID")]
+    pub reply_to: Option<String>,
+    /// Print {"id", "text", "url"} as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Print the exact request and send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up retrying after this long, e.g. 2m or 10m
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub deadline: Duration,
+}
+
+/// `esxi-tweet sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// HTTP method
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// Full request URL, query included
+    #[arg(long)]
+    pub url: String,
+    /// A form-urlencoded body parameter (unencoded), repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub form: Vec<String>,
+    /// Use this nonce instead of a fresh one
+    #[arg(long)]
+    pub nonce: Option<String>,
+    /// Use this Unix timestamp instead of the clock
+    #[arg(long)]
+    pub timestamp: Option<u64>,
+    /// Print {"base_string", "signature", "authorization"} as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a parsed command line against the process environment and standard streams.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    let (file, file_path) = load_config(&cli.global, &env)?;
+    let credentials = config::resolve_credentials(&env, file.as_ref(), file_path.as_deref())?;
+    let file = file.unwrap_or_default();
+    let api_base = cli
+        .global
+        .api_base
+        .clone()
+        .or(file.api_base.clone())
+        .unwrap_or_else(|| "https://api.x.com".to_string());
+    oauth::RequestUrl::parse(&api_base).map_err(|_| {
+        Error::Usage(format!(
+            "invalid --api-base {api_base:?}: expected an https:// URL"
+        ))
+    })?;
+    match cli.command {
+        Command::Post(args) => run_post(&cli.global, &file, &api_base, &credentials, args),
+        Command::Sign(args) => run_sign(&credentials, args),
+    }
+}
+
+fn load_config(
+    global: &GlobalArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Option<FileConfig>, Option<PathBuf>), Error> {
+    match &global.config {
+        Some(path) => Ok((config::load_file(path, true)?, Some(path.clone()))),
+        None => match config::default_config_path(env) {
+            Some(path) => Ok((config::load_file(&path, false)?, Some(path))),
+            None => Ok((None, None)),
+        },
+    }
+}
+
+fn run_post(
+    global: &GlobalArgs,
+    file: &FileConfig,
+    api_base: &str,
+    credentials: &Credentials,
+    args: PostArgs,
+) -> Result<(), Error> {
+    let text = read_text(args.text.as_deref())?;
+    check_text(&text)?;
+    if let Some(id) = &args.reply_to
+        && (id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::Usage(format!(
+            "--reply-to {id:?} is not a post id: expected digits only"
+        )));
+    }
+    let version = args.api.or(file.api).unwrap_or_default();
+    let request = api::post_request(api_base, version, &text, args.reply_to.as_deref());
+    if args.dry_run {
+        let signed = oauth::sign(
+            &request.to_sign(),
+            credentials,
+            &oauth::fresh_nonce()?,
+            oauth::unix_now(0),
+        )?;
+        return print(&dry_run_text(&request, &signed.authorization));
+    }
+    let transport = Transport::new(&TransportOptions {
+        ca_file: global.ca_file.clone().or(file.ca_file.clone()),
+        proxy: global.proxy.clone().or(file.proxy.clone()),
+        connect_timeout: global.timeout,
+    })?;
+    let policy = RetryPolicy {
+        deadline: args.deadline,
+        attempt_timeout: global.timeout,
+        ..RetryPolicy::default()
+    };
+    let verbose = global.verbose > 0;
+    let posted = post::post_with_retries(
+        &request,
+        version,
+        credentials,
+        policy,
+        &transport,
+        &mut SystemClock::start(),
+        &mut |line| {
+            if verbose {
+                eprintln!("esxi-tweet: {line}");
+            }
+        },
+    )?;
+    print(&posted_text(&posted, args.json))
+}
+
+/// The text to post: the argument, or standard input for `-` or none.
+fn read_text(arg: Option<&str>) -> Result<String, Error> {
+    let mut text = match arg {
+        Some(t) if t != "-" => return Ok(t.to_string()),
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::Usage(format!("cannot read standard input: {e}")))?;
+            String::from_utf8(bytes)
+                .map_err(|_| Error::TextRejected("standard input is not UTF-8 text".to_string()))?
+        }
+    };
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+fn check_text(text: &str) -> Result<(), Error> {
+    if text.trim().is_empty() {
+        return Err(Error::TextRejected(
+            "nothing to post: the text is empty".to_string(),
+        ));
+    }
+    let length = weighted_length(text);
+    if length > MAX_WEIGHTED_LENGTH {
+        return Err(Error::TextRejected(format!(
+            "text too long: {length}/{MAX_WEIGHTED_LENGTH} weighted characters (URLs count 23, emoji and CJK 2)"
+        )));
+    }
+    Ok(())
+}
+
+fn dry_run_text(request: &Outgoing, authorization: &str) -> String {
+    format!(
+        "{} {}\nAuthorization: {authorization}\nContent-Type: {}\nUser-Agent: esxi-tweet/{}\n\n{}\n",
+        request.method,
+        request.url,
+        request.content_type,
+        env!("CARGO_PKG_VERSION"),
+        request.body
+    )
+}
+
+fn posted_text(posted: &Posted, json: bool) -> String {
+    if json {
+        let value =
+            serde_json::json!({ "id": posted.id, "text": posted.text, "url": posted.url() });
+        format!("{value}\n")
+    } else {
+        format!("posted {}\n", posted.url())
+    }
+}
+
+fn run_sign(credentials: &Credentials, args: SignArgs) -> Result<(), Error> {
+    let mut form = Vec::new();
+    for pair in &args.form {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--form {pair:?}: expected NAME=VALUE")))?;
+        form.push(format!(
+            "{}={}",
+            oauth::percent_encode(name),
+            oauth::percent_encode(value)
+        ));
+    }
+    let form = form.join("&");
+    let method = args.method.to_ascii_uppercase();
+    let request = oauth::RequestToSign {
+        method: &method,
+        url: &args.url,
+        form_body: (!args.form.is_empty()).then_some(form.as_str()),
+    };
+    let nonce = match args.nonce {
+        Some(n) => n,
+        None => oauth::fresh_nonce()?,
+    };
+    let timestamp = args.timestamp.unwrap_or_else(|| oauth::unix_now(0));
+    let signed = oauth::sign(&request, credentials, &nonce, timestamp)?;
+    if args.json {
+        let value = serde_json::json!({
+            "base_string": signed.base_string,
+            "signature": signed.signature,
+            "authorization": signed.authorization,
+        });
+        print(&format!("{value}\n"))
+    } else {
+        print(&format!(
+            "base string:   {}\nsignature:     {}\nauthorization: {}\n",
+            signed.base_string, signed.signature, signed.authorization
+        ))
+    }
+}
+
+/// Writes to stdout; a closed pipe (`esxi-tweet ... | head -0`) is not an error.
+fn print(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Internal(format!(
+            "cannot write to standard output: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_limits() {
+        assert_eq!(check_text(" \n").unwrap_err().exit_code(), 65);
+        let long = "a".repeat(281);
+        let err = check_text(&long).unwrap_err();
+        assert_eq!(err.exit_code(), 65);
+        assert!(
+            err.to_string().contains("281/280 weighted characters"),
+            "{err}"
+        );
+        assert!(check_text(&"a".repeat(280)).is_ok());
+    }
+
+    #[test]
+    fn command_line_parses_globals_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "esxi-tweet",
+            "post",
+            "--api-base",
+            "https://127.0.0.1:1",
+            "hello",
+            "-v",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.api_base.as_deref(), Some("https://127.0.0.1:1"));
+        assert_eq!(cli.global.verbose, 1);
+        assert!(
+            matches!(cli.command, Command::Post(PostArgs { text: Some(ref t), .. }) if t == "hello")
+        );
+    }
+}

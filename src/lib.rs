@@ -1,0 +1,29 @@
+//! `esxi-tweet`: post a status update to X (Twitter) from a stateless ESXi host.
+//!
+//! The binary is a thin shell over this library:
+//!
+//! - [`oauth`]: the OAuth 1.0a HMAC-SHA1 signer (RFC 5849), pure functions.
+//! - [`credentials`]: the four credentials, with secrets that never print.
+//! - [`config`]: config file, environment and their precedence.
+//! - [`weighted_length`]: X's 280-character rule, checked before sending.
+//! - [`api`]: X API v2 and v1.1 request shapes and the meaning of each answer.
+//! - [`transport`]: HTTPS with embedded roots, `--ca-file`, proxy and timeouts.
+//! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
+//! - [`cli`]: the command line.
+//! - [`error`]: the error type and the documented exit codes.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod oauth;
+pub mod post;
+pub mod transport;
+pub mod weighted_length;
+
+pub use credentials::{Credentials, Secret};
+pub use error::Error;

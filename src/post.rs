@@ -1,0 +1,335 @@
+//! Posting with retries: a fresh signature per attempt, exponential backoff with full jitter on
+//! temporary failures, waiting out a rate limit, and one re-sign when the host clock is wrong.
+//!
+//! Everything is bounded by one deadline, because on a booting host the agent runs in the
+//! background and must end on its own.
+
+use std::time::{Duration, Instant};
+
+use crate::api::{self, ApiVersion, Failure, Outgoing, Posted, Response};
+use crate::credentials::Credentials;
+use crate::error::Error;
+use crate::oauth;
+use crate::transport::{SendError, Transport};
+
+/// A server more than this far from our clock is taken to mean our clock is wrong
+/// (X rejects timestamps off by more than about 5 minutes).
+const MAX_SKEW_SECS: i64 = 300;
+
+/// Sends one signed request; [`Transport`] in production, a script in tests.
+pub trait Sender {
+    /// Sends `request` with `authorization`, giving up after `timeout`.
+    fn send(
+        &self,
+        request: &Outgoing,
+        authorization: &str,
+        timeout: Duration,
+    ) -> Result<Response, SendError>;
+}
+
+impl Sender for Transport {
+    fn send(
+        &self,
+        request: &Outgoing,
+        authorization: &str,
+        timeout: Duration,
+    ) -> Result<Response, SendError> {
+        Transport::send(self, request, authorization, timeout)
+    }
+}
+
+/// Time as the retry loop sees it; [`SystemClock`] in production.
+pub trait Clock {
+    /// Time since the post started.
+    fn elapsed(&self) -> Duration;
+    /// Waits.
+    fn sleep(&mut self, duration: Duration);
+    /// The local wall clock, Unix seconds.
+    fn unix_seconds(&self) -> i64;
+}
+
+/// The real clock.
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    /// A clock whose `elapsed` starts now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+    fn unix_seconds(&self) -> i64 {
+        oauth::unix_now(0) as i64
+    }
+}
+
+/// Limits of one post.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Give up when this much time has passed.
+    pub deadline: Duration,
+    /// Bound of one attempt (shortened to what is left of the deadline).
+    pub attempt_timeout: Duration,
+    /// Upper bound of the first backoff; doubles per attempt.
+    pub first_backoff: Duration,
+    /// The backoff never exceeds this.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(120),
+            attempt_timeout: Duration::from_secs(30),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Posts `request`, retrying as the module documentation says. `log` receives progress lines
+/// (for `-v`); none of them holds a secret.
+pub fn post_with_retries(
+    request: &Outgoing,
+    version: ApiVersion,
+    credentials: &Credentials,
+    policy: RetryPolicy,
+    sender: &dyn Sender,
+    clock: &mut dyn Clock,
+    log: &mut dyn FnMut(&str),
+) -> Result<Posted, Error> {
+    let mut clock_offset = 0i64;
+    let mut resigned_for_skew = false;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let remaining = policy.deadline.saturating_sub(clock.elapsed());
+        let timestamp = (clock.unix_seconds() + clock_offset).max(0) as u64;
+        let signed = oauth::sign(
+            &request.to_sign(),
+            credentials,
+            &oauth::fresh_nonce()?,
+            timestamp,
+        )?;
+        let timeout = policy
+            .attempt_timeout
+            .min(remaining)
+            .max(Duration::from_millis(1));
+        log(&format!(
+            "attempt {attempt}: {} {}",
+            request.method, request.url
+        ));
+        let (reason, rate_limit_reset) = match sender.send(request, &signed.authorization, timeout)
+        {
+            Err(SendError::Fatal(e)) => return Err(e),
+            Err(SendError::Retryable(why)) => (why, None),
+            Ok(response) => match api::interpret(version, &response) {
+                Ok(posted) => return Ok(posted),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry { reason, reset }) => (reason, reset),
+                Err(Failure::Unauthorized {
+                    message,
+                    timestamp_rejected,
+                }) => {
+                    let skew = response
+                        .date
+                        .as_deref()
+                        .and_then(|d| httpdate::parse_http_date(d).ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|t| t.as_secs() as i64 - (clock.unix_seconds() + clock_offset));
+                    match skew {
+                        Some(skew)
+                            if !resigned_for_skew
+                                && (skew.abs() > MAX_SKEW_SECS
+                                    || (timestamp_rejected && skew != 0)) =>
+                        {
+                            log(&format!(
+                                "clock skew: the server's clock is {skew:+} s from ours; signing again with the server's time"
+                            ));
+                            clock_offset += skew;
+                            resigned_for_skew = true;
+                            continue;
+                        }
+                        _ => return Err(Error::Auth(message)),
+                    }
+                }
+            },
+        };
+        let now = clock.unix_seconds() + clock_offset;
+        let wait = match rate_limit_reset {
+            Some(reset) if reset as i64 > now => Duration::from_secs((reset as i64 - now) as u64),
+            _ => backoff(policy, attempt),
+        };
+        let remaining = policy.deadline.saturating_sub(clock.elapsed());
+        if wait >= remaining {
+            return Err(Error::Temporary(format!(
+                "gave up after {attempt} attempt{} within the {} deadline: {reason}",
+                if attempt == 1 { "" } else { "s" },
+                humantime::format_duration(policy.deadline)
+            )));
+        }
+        log(&format!(
+            "attempt {attempt} failed: {reason}; next in {:.1} s",
+            wait.as_secs_f64()
+        ));
+        clock.sleep(wait);
+    }
+}
+
+/// Full jitter: a uniform wait between zero and the exponential bound.
+fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+    use rand::{Rng as _, TryRngCore as _};
+    let bound = policy
+        .first_backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(policy.max_backoff);
+    let millis = bound.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rngs::OsRng.unwrap_err().random_range(0..=millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+    use std::cell::RefCell;
+
+    struct Script {
+        answers: RefCell<Vec<Result<Response, SendError>>>,
+        seen: RefCell<Vec<String>>,
+    }
+
+    impl Sender for Script {
+        fn send(&self, _: &Outgoing, auth: &str, _: Duration) -> Result<Response, SendError> {
+            self.seen.borrow_mut().push(auth.to_string());
+            self.answers.borrow_mut().remove(0)
+        }
+    }
+
+    struct FakeClock {
+        elapsed: Duration,
+        unix: i64,
+    }
+
+    impl Clock for FakeClock {
+        fn elapsed(&self) -> Duration {
+            self.elapsed
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.elapsed += d;
+            self.unix += d.as_secs() as i64;
+        }
+        fn unix_seconds(&self) -> i64 {
+            self.unix
+        }
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            consumer_key: "ck".into(),
+            consumer_secret: Secret::new("cs"),
+            access_token: "at".into(),
+            access_token_secret: Secret::new("ats"),
+        }
+    }
+
+    fn status(status: u16, body: &str) -> Result<Response, SendError> {
+        Ok(Response {
+            status,
+            body: body.into(),
+            ..Default::default()
+        })
+    }
+
+    fn run(answers: Vec<Result<Response, SendError>>) -> (Result<Posted, Error>, Vec<String>) {
+        let script = Script {
+            answers: RefCell::new(answers),
+            seen: RefCell::new(vec![]),
+        };
+        let mut clock = FakeClock {
+            elapsed: Duration::ZERO,
+            unix: 1_700_000_000,
+        };
+        let request = api::post_request("https://api.x.com", ApiVersion::V2, "hi", None);
+        let result = post_with_retries(
+            &request,
+            ApiVersion::V2,
+            &creds(),
+            RetryPolicy::default(),
+            &script,
+            &mut clock,
+            &mut |_| {},
+        );
+        (result, script.seen.into_inner())
+    }
+
+    fn field<'a>(auth: &'a str, name: &str) -> &'a str {
+        let start = auth.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        &auth[start..start + auth[start..].find('"').unwrap()]
+    }
+
+    #[test]
+    fn retries_temporary_failures_with_fresh_nonces() {
+        let ok = r#"{"data":{"id":"1","text":"hi"}}"#;
+        let (result, seen) = run(vec![
+            Err(SendError::Retryable("connection refused".into())),
+            status(503, ""),
+            status(429, "{}"),
+            status(201, ok),
+        ]);
+        assert_eq!(result.unwrap().id, "1");
+        assert_eq!(seen.len(), 4);
+        let nonces: std::collections::HashSet<_> =
+            seen.iter().map(|a| field(a, "oauth_nonce")).collect();
+        assert_eq!(nonces.len(), 4);
+    }
+
+    #[test]
+    fn gives_up_at_the_deadline_with_the_last_reason() {
+        let answers = (0..100).map(|_| status(503, r#"{"title":"Service Unavailable"}"#));
+        let (result, seen) = run(answers.collect());
+        let err = result.unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_TEMPORARY);
+        assert!(err.to_string().contains("Service Unavailable"), "{err}");
+        assert!(seen.len() > 2 && seen.len() < 100);
+    }
+
+    #[test]
+    fn resigns_once_with_the_servers_clock() {
+        let skewed = |_| {
+            Ok(Response {
+                status: 401,
+                date: Some(httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + Duration::from_secs(1_700_003_600),
+                )),
+                body: r#"{"title":"Unauthorized","status":401}"#.into(),
+                ..Default::default()
+            })
+        };
+        let (result, seen) = run(vec![skewed(()), skewed(())]);
+        assert_eq!(result.unwrap_err().exit_code(), crate::error::EXIT_AUTH);
+        assert_eq!(seen.len(), 2, "one re-sign, not a loop");
+        assert_eq!(field(&seen[0], "oauth_timestamp"), "1700000000");
+        assert_eq!(field(&seen[1], "oauth_timestamp"), "1700003600");
+    }
+
+    #[test]
+    fn final_errors_are_not_retried() {
+        let (result, seen) = run(vec![status(400, r#"{"title":"Invalid Request"}"#)]);
+        assert_eq!(
+            result.unwrap_err().exit_code(),
+            crate::error::EXIT_API_REFUSED
+        );
+        assert_eq!(seen.len(), 1);
+    }
+}

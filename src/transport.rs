@@ -1,0 +1,154 @@
+//! HTTPS to the X API: trust roots, proxy, timeouts, and the one call that sends a request.
+//!
+//! Trust is Mozilla's root set compiled into the binary (ESXi's own store at
+//! `/etc/vmware/ssl/castore.pem` holds vCenter's CAs, not the public ones) plus whatever
+//! `--ca-file` adds, such as a TLS-inspecting proxy's CA.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::api::{Outgoing, Response};
+use crate::error::Error;
+
+/// How to reach the API.
+#[derive(Debug, Clone, Default)]
+pub struct TransportOptions {
+    /// PEM file of extra trusted CA certificates.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Proxy URL; when `None`, `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` apply.
+    pub proxy: Option<String>,
+    /// Connect timeout; each request also gets an overall timeout from the caller.
+    pub connect_timeout: Duration,
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// Network trouble that another attempt may not have (refused, reset, timed out, DNS).
+    Retryable(String),
+    /// Retrying cannot help (the server's certificate is not trusted, say).
+    Fatal(Error),
+}
+
+/// A configured HTTPS client. Reuses connections between attempts.
+pub struct Transport {
+    agent: ureq::Agent,
+}
+
+impl Transport {
+    /// Builds the client. Fails on an unreadable CA file or a malformed proxy URL.
+    pub fn new(options: &TransportOptions) -> Result<Self, Error> {
+        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|der| Certificate::from_der(der.as_ref()))
+            .collect();
+        if let Some(path) = &options.ca_file {
+            roots.extend(read_ca_file(path)?);
+        }
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let proxy = match &options.proxy {
+            Some(url) => Some(
+                ureq::Proxy::new(url)
+                    .map_err(|e| Error::Config(format!("invalid proxy URL {url:?}: {e}")))?,
+            ),
+            None => ureq::Proxy::try_from_env(),
+        };
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .proxy(proxy)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(options.connect_timeout))
+            .user_agent(concat!("esxi-tweet/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Self {
+            agent: config.into(),
+        })
+    }
+
+    /// Sends `request` with the given `Authorization` header; `timeout` bounds the whole
+    /// exchange, so a stalled server cannot outlast the caller's deadline.
+    pub fn send(
+        &self,
+        request: &Outgoing,
+        authorization: &str,
+        timeout: Duration,
+    ) -> Result<Response, SendError> {
+        let result = self
+            .agent
+            .post(&request.url)
+            .header("Authorization", authorization)
+            .header("Content-Type", request.content_type)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(request.body.as_bytes());
+        let mut response = result.map_err(classify)?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let date = header("date");
+        let rate_limit_reset = header("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_string()
+            .map_err(classify)?;
+        Ok(Response {
+            status,
+            date,
+            rate_limit_reset,
+            body,
+        })
+    }
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read CA file {shown}: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "CA file {shown} is not valid PEM: {e}"
+                )));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "CA file {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(certs)
+}
+
+fn classify(error: ureq::Error) -> SendError {
+    match &error {
+        ureq::Error::Rustls(rustls::Error::InvalidCertificate(why)) => {
+            SendError::Fatal(Error::Config(format!(
+                "the server's TLS certificate is not trusted ({why:?}): if a proxy inspects TLS, pass its CA with --ca-file"
+            )))
+        }
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::InvalidProxyUrl => {
+            SendError::Fatal(Error::Config(format!("cannot send the request: {error}")))
+        }
+        _ => SendError::Retryable(error.to_string()),
+    }
+}
