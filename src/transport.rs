@@ -140,12 +140,18 @@ fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
 }
 
 fn classify(error: ureq::Error) -> SendError {
+    // rustls errors reach us directly or wrapped in the I/O error of the handshake.
+    let tls_error = match &error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(e) => e.get_ref().and_then(|inner| inner.downcast_ref()),
+        _ => None,
+    };
+    if let Some(rustls::Error::InvalidCertificate(why)) = tls_error {
+        return SendError::Fatal(Error::Config(format!(
+            "the server's TLS certificate is not trusted ({why:?}): if a proxy inspects TLS, pass its CA with --ca-file"
+        )));
+    }
     match &error {
-        ureq::Error::Rustls(rustls::Error::InvalidCertificate(why)) => {
-            SendError::Fatal(Error::Config(format!(
-                "the server's TLS certificate is not trusted ({why:?}): if a proxy inspects TLS, pass its CA with --ca-file"
-            )))
-        }
         ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::InvalidProxyUrl => {
             SendError::Fatal(Error::Config(format!("cannot send the request: {error}")))
         }

@@ -1,0 +1,337 @@
+//! `esxi-tweet post` against the fake X API: successes, the API's refusals, retries, clock
+//! skew and the deadline.
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::fake_x::{Behaviour, Canned, FakeX};
+use crate::support::{Run, agent, run, with_credentials};
+
+struct Case {
+    dir: tempfile::TempDir,
+    x: FakeX,
+}
+
+impl Case {
+    fn new(behaviour: Behaviour) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let x = FakeX::start(dir.path(), behaviour);
+        Self { dir, x }
+    }
+
+    /// `esxi-tweet post ARGS...` with credentials, trusting the test CA.
+    fn post(&self, args: &[&str]) -> Command {
+        let mut cmd = agent(self.dir.path());
+        with_credentials(&mut cmd);
+        cmd.arg("post")
+            .args(["--api-base", &self.x.base_url()])
+            .arg("--ca-file")
+            .arg(&self.x.ca_file)
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run(&mut self.post(args), None)
+    }
+}
+
+fn v1_allowed() -> Behaviour {
+    Behaviour {
+        v1_allowed: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn v2_post_prints_the_url_and_sends_a_signed_json_body() {
+    let case = Case::new(Behaviour::default());
+    let out = case.run(&["hello from esx-07"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let received = case.x.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].signature_ok);
+    assert_eq!(received[0].path, "/2/tweets");
+    assert_eq!(received[0].header("content-type"), Some("application/json"));
+    assert_eq!(case.x.posted(), ["hello from esx-07"]);
+    assert!(
+        out.stdout.starts_with("posted https://x.com/i/status/"),
+        "{out:?}"
+    );
+    assert_eq!(out.stdout.lines().count(), 1);
+}
+
+#[test]
+fn v1_post_with_json_output() {
+    let case = Case::new(v1_allowed());
+    let out = case.run(&["--api", "v1.1", "--json", "legacy hello"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let id = json["id"].as_str().unwrap();
+    assert_eq!(json["text"], "legacy hello");
+    assert_eq!(json["url"], format!("https://x.com/i/status/{id}"));
+    let received = case.x.received();
+    assert_eq!(received[0].path, "/1.1/statuses/update.json");
+    assert!(received[0].signature_ok, "the form body is signed");
+}
+
+#[test]
+fn awkward_texts_are_signed_and_delivered_intact() {
+    let texts = [
+        "emoji 🙋🏽 👨‍👩‍👧‍👦 🇫🇷 done",
+        "酒場で ふー 한국어",
+        "reserved !*'()~+&=% and /?#[]@ $,;:",
+        "two\nlines\r\nand a tab\t.",
+        "  leading and trailing spaces  ",
+    ];
+    for api in ["v2", "v1.1"] {
+        let case = Case::new(v1_allowed());
+        for text in texts {
+            let out = case.run(&["--api", api, text]);
+            assert_eq!(out.code, 0, "{api} {text:?}: {out:?}");
+        }
+        assert_eq!(case.x.posted(), texts, "{api}");
+        assert!(case.x.received().iter().all(|r| r.signature_ok));
+    }
+}
+
+#[test]
+fn text_from_stdin_loses_one_trailing_newline() {
+    let case = Case::new(Behaviour::default());
+    let out = run(&mut case.post(&[]), Some(b"from stdin\n\n"));
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run(&mut case.post(&["-"]), Some("dash ☃\r\n".as_bytes()));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(case.x.posted(), ["from stdin\n", "dash ☃"]);
+}
+
+#[test]
+fn replies_name_the_post_replied_to() {
+    let case = Case::new(v1_allowed());
+    assert_eq!(case.run(&["--reply-to", "1234567890", "v2 reply"]).code, 0);
+    assert_eq!(
+        case.run(&["--api", "v1.1", "--reply-to", "1234567890", "v1 reply"])
+            .code,
+        0
+    );
+    let received = case.x.received();
+    let v2: serde_json::Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(v2["reply"]["in_reply_to_tweet_id"], "1234567890");
+    assert!(
+        received[1]
+            .body
+            .contains("in_reply_to_status_id=1234567890")
+    );
+    assert!(received.iter().all(|r| r.signature_ok));
+    let bad = case.run(&["--reply-to", "12a", "x"]);
+    assert_eq!(bad.code, 64, "{bad:?}");
+}
+
+#[test]
+fn dry_run_prints_the_request_and_sends_nothing() {
+    let case = Case::new(Behaviour::default());
+    let out = case.run(&["--dry-run", "not sent"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(case.x.received().is_empty());
+    let mut lines = out.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("POST {}/2/tweets", case.x.base_url()).as_str())
+    );
+    assert!(
+        out.stdout
+            .contains("\nAuthorization: OAuth oauth_consumer_key=\"test-consumer-key\"")
+    );
+    assert!(out.stdout.contains("\nContent-Type: application/json\n"));
+    assert!(
+        out.stdout.ends_with("\n\n{\"text\":\"not sent\"}\n"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn duplicate_text_is_rejected_with_exit_65() {
+    for api in ["v2", "v1.1"] {
+        let case = Case::new(v1_allowed());
+        assert_eq!(case.run(&["--api", api, "same"]).code, 0);
+        let out = case.run(&["--api", api, "same"]);
+        assert_eq!(out.code, 65, "{out:?}");
+        assert!(out.stderr.contains("duplicate"), "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    }
+}
+
+#[test]
+fn wrong_secret_is_an_authentication_failure() {
+    let case = Case::new(Behaviour::default());
+    let mut cmd = case.post(&["hello"]);
+    cmd.env("TWITTER_CONSUMER_SECRET", "not-the-right-one");
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(out.stderr.contains("HTTP 401"), "{out:?}");
+    assert!(!out.stderr.contains("not-the-right-one"));
+    assert_eq!(case.x.received().len(), 1, "a 401 is not retried");
+    assert!(case.x.posted().is_empty());
+}
+
+#[test]
+fn read_only_app_gets_the_permissions_hint() {
+    let case = Case::new(Behaviour {
+        read_only: true,
+        ..Default::default()
+    });
+    let out = case.run(&["hello"]);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(out.stderr.contains("Read and Write"), "{out:?}");
+    assert!(out.stderr.contains("regenerate"), "{out:?}");
+}
+
+#[test]
+fn v1_on_a_low_tier_suggests_v2() {
+    let case = Case::new(Behaviour::default());
+    let out = case.run(&["--api", "v1.1", "hello"]);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(out.stderr.contains("code 453"), "{out:?}");
+    assert!(out.stderr.contains("--api v2"), "{out:?}");
+}
+
+#[test]
+fn server_error_then_success_uses_a_fresh_nonce() {
+    let case = Case::new(Behaviour {
+        script: [Canned::new(503, r#"{"title":"Service Unavailable"}"#)].into(),
+        ..Default::default()
+    });
+    let out = case.run(&["-v", "after a 503"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let received = case.x.received();
+    assert_eq!(
+        received.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 201]
+    );
+    assert_ne!(received[0].nonce, received[1].nonce);
+    assert!(out.stderr.contains("attempt 1 failed"), "{out:?}");
+}
+
+#[test]
+fn rate_limit_waits_for_the_reset_time() {
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let case = Case::new(Behaviour {
+        script: [Canned::new(429, r#"{"title":"Too Many Requests"}"#)
+            .header("x-rate-limit-reset", &reset.to_string())]
+        .into(),
+        ..Default::default()
+    });
+    let out = case.run(&["after a 429"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let received = case.x.received();
+    assert_eq!(received.len(), 2);
+    assert!(received[1].timestamp >= reset, "retried before the reset");
+}
+
+#[test]
+fn rate_limit_past_the_deadline_gives_up_at_once() {
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let case = Case::new(Behaviour {
+        script: [Canned::new(429, r#"{"title":"Too Many Requests"}"#)
+            .header("x-rate-limit-reset", &reset.to_string())]
+        .into(),
+        ..Default::default()
+    });
+    let out = case.run(&["--deadline", "1m", "limited"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("429"), "{out:?}");
+    assert_eq!(case.x.received().len(), 1);
+}
+
+#[test]
+fn wrong_host_clock_is_corrected_from_the_server_date() {
+    for (api, first_status) in [("v2", 401), ("v1.1", 401)] {
+        let case = Case::new(Behaviour {
+            clock_offset: 3 * 3600,
+            v1_allowed: true,
+            ..Default::default()
+        });
+        let out = case.run(&["-v", "--api", api, "clock is off"]);
+        assert_eq!(out.code, 0, "{api}: {out:?}");
+        assert!(out.stderr.contains("clock skew"), "{out:?}");
+        let received = case.x.received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[0].status, first_status);
+        assert!(received[1].timestamp > received[0].timestamp + 3 * 3600 - 60);
+    }
+}
+
+#[test]
+fn persistent_server_errors_end_at_the_deadline() {
+    let case = Case::new(Behaviour {
+        script: (0..1000)
+            .map(|_| Canned::new(503, r#"{"title":"Service Unavailable"}"#))
+            .collect(),
+        ..Default::default()
+    });
+    let out = case.run(&["--deadline", "3s", "never"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("gave up after"), "{out:?}");
+    assert!(out.stderr.contains("Service Unavailable"), "{out:?}");
+    assert!(case.x.received().len() >= 2);
+}
+
+#[test]
+fn unreachable_api_is_a_temporary_failure() {
+    let case = Case::new(Behaviour::default());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cmd = agent(case.dir.path());
+    with_credentials(&mut cmd).args([
+        "post",
+        "--api-base",
+        &format!("https://127.0.0.1:{port}"),
+        "--deadline",
+        "2s",
+        "nobody home",
+    ]);
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 75, "{out:?}");
+}
+
+#[test]
+fn untrusted_certificate_names_the_ca_file_option() {
+    let case = Case::new(Behaviour::default());
+    let mut cmd = agent(case.dir.path());
+    with_credentials(&mut cmd);
+    cmd.args(["post", "--api-base", &case.x.base_url(), "hello"]);
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("--ca-file"), "{out:?}");
+}
+
+#[test]
+fn overlong_and_empty_texts_are_refused_before_sending() {
+    let case = Case::new(Behaviour::default());
+    let out = case.run(&[&"x".repeat(281)]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        out.stderr.contains("281/280 weighted characters"),
+        "{out:?}"
+    );
+    let out = case.run(&[&"酒".repeat(141)]);
+    assert_eq!(out.code, 65, "{out:?}");
+    let out = case.run(&[""]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(case.x.received().is_empty());
+    let fits = format!(
+        "{} https://example.com/{}",
+        "y".repeat(256),
+        "z".repeat(200)
+    );
+    assert_eq!(case.run(&[&fits]).code, 0, "a URL counts 23");
+}

@@ -1,0 +1,420 @@
+//! A fake X API on 127.0.0.1 over HTTPS. It checks every request's OAuth signature with the
+//! independent verifier, enforces timestamp bounds and nonce uniqueness as X does, and answers
+//! with X's real response shapes. Tests script its behaviour and read what it received.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::verifier::{self, Signed};
+use super::{ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET};
+
+/// A canned answer for the next correctly signed request.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Canned {
+    pub fn new(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// How the fake server behaves.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Seconds the server's clock is ahead of the real one.
+    pub clock_offset: i64,
+    /// The app has Read permission only.
+    pub read_only: bool,
+    /// The app's tier may use API v1.1 (else error 453 there).
+    pub v1_allowed: bool,
+    /// Answers for the next correctly signed requests, before the normal logic.
+    pub script: VecDeque<Canned>,
+}
+
+/// One request the server received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Whether the OAuth signature matched the verifier's.
+    pub signature_ok: bool,
+    pub nonce: String,
+    pub timestamp: u64,
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct State {
+    behaviour: Behaviour,
+    received: Vec<Received>,
+    nonces: HashSet<String>,
+    posted: Vec<String>,
+    next_id: u64,
+}
+
+/// A running fake X API.
+pub struct FakeX {
+    pub port: u16,
+    /// PEM file of the test CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeX {
+    /// Starts a server with `behaviour`; the CA file is written into `dir`.
+    pub fn start(dir: &Path, behaviour: Behaviour) -> Self {
+        let (ca_pem, config) = tls_config();
+        let ca_file = dir.join("test-ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            behaviour,
+            received: vec![],
+            nonces: HashSet::new(),
+            posted: vec![],
+            next_id: 1_800_000_000_000_000_000,
+        }));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                let config = config.clone();
+                std::thread::spawn(move || serve_connection(stream, config, port, state));
+            }
+        });
+        Self {
+            port,
+            ca_file,
+            state,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Texts accepted as posts, in order.
+    pub fn posted(&self) -> Vec<String> {
+        self.state.lock().unwrap().posted.clone()
+    }
+}
+
+fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "esxi-tweet test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+fn serve_connection(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    port: u16,
+    state: Arc<Mutex<State>>,
+) {
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut buf = Vec::new();
+    loop {
+        let Some((method, path, headers, body)) = read_request(&mut tls, &mut buf) else {
+            return;
+        };
+        let (status, extra, body) = answer(&state, port, method, path, headers, body);
+        let reason = match status {
+            200 => "OK",
+            201 => "Created",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let date = httpdate::fmt_http_date(server_now(&state));
+        let mut head = format!(
+            "HTTP/1.1 {status} {reason}\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in extra {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        if tls.write_all(head.as_bytes()).is_err() || tls.write_all(body.as_bytes()).is_err() {
+            return;
+        }
+        let _ = tls.flush();
+    }
+}
+
+type Request = (String, String, Vec<(String, String)>, String);
+
+fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> Option<Request> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            req.parse(&buf[..end + 4]).ok()?;
+            let method = req.method?.to_string();
+            let path = req.path?.to_string();
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+            buf.drain(..end + 4 + length);
+            return Some((method, path, headers, body));
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn server_now(state: &Mutex<State>) -> SystemTime {
+    let offset = state.lock().unwrap().behaviour.clock_offset;
+    if offset >= 0 {
+        SystemTime::now() + Duration::from_secs(offset as u64)
+    } else {
+        SystemTime::now() - Duration::from_secs(offset.unsigned_abs())
+    }
+}
+
+const UNAUTHORIZED_V2: &str =
+    r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
+
+fn answer(
+    state: &Mutex<State>,
+    port: u16,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+) -> (u16, Vec<(String, String)>, String) {
+    let now = server_now(state)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let v1 = path.starts_with("/1.1/");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let fields = header("authorization")
+        .and_then(|h| verifier::parse_authorization(&h))
+        .unwrap_or_default();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (nonce, timestamp) = (
+        field("oauth_nonce"),
+        field("oauth_timestamp").parse().unwrap_or(0),
+    );
+    let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
+    let mut params = verifier::parse_form(query);
+    let form =
+        header("content-type").is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        params.extend(verifier::parse_form(&body));
+    }
+    let base_uri = format!("https://127.0.0.1:{port}{path_only}");
+    let expected = verifier::expected_signature(&Signed {
+        method: &method,
+        base_uri: &base_uri,
+        params,
+        consumer_key: CONSUMER_KEY,
+        consumer_secret: CONSUMER_SECRET,
+        token: ACCESS_TOKEN,
+        token_secret: ACCESS_TOKEN_SECRET,
+        nonce: &nonce,
+        timestamp,
+        version: !field("oauth_version").is_empty(),
+    });
+    let signature_ok = field("oauth_signature") == expected
+        && field("oauth_consumer_key") == CONSUMER_KEY
+        && field("oauth_token") == ACCESS_TOKEN
+        && field("oauth_signature_method") == "HMAC-SHA1";
+
+    let mut state = state.lock().unwrap();
+    let fresh_nonce = state.nonces.insert(nonce.clone());
+    let in_time = timestamp.abs_diff(now) <= 300;
+    let (status, extra, reply) = if !signature_ok || !fresh_nonce {
+        if v1 {
+            (
+                401,
+                vec![],
+                r#"{"errors":[{"code":32,"message":"Could not authenticate you."}]}"#.to_string(),
+            )
+        } else {
+            (401, vec![], UNAUTHORIZED_V2.to_string())
+        }
+    } else if !in_time {
+        if v1 {
+            (
+                401,
+                vec![],
+                r#"{"errors":[{"code":135,"message":"Timestamp out of bounds."}]}"#.to_string(),
+            )
+        } else {
+            (401, vec![], UNAUTHORIZED_V2.to_string())
+        }
+    } else if let Some(canned) = state.behaviour.script.pop_front() {
+        (canned.status, canned.headers, canned.body)
+    } else {
+        post(&mut state, v1, form, &body)
+    };
+    state.received.push(Received {
+        method,
+        path,
+        headers,
+        body,
+        signature_ok,
+        nonce,
+        timestamp,
+        status,
+    });
+    (status, extra, reply)
+}
+
+fn post(
+    state: &mut State,
+    v1: bool,
+    form: bool,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let request: (Option<String>, Option<String>) = if v1 {
+        let pairs = if form {
+            verifier::parse_form(body)
+        } else {
+            vec![]
+        };
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        (get("status"), get("in_reply_to_status_id"))
+    } else {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        (
+            json["text"].as_str().map(str::to_string),
+            json["reply"]["in_reply_to_tweet_id"]
+                .as_str()
+                .map(str::to_string),
+        )
+    };
+    let Some(text) = request.0 else {
+        return (400, vec![], r#"{"title":"Invalid Request","detail":"text is required","type":"https://api.twitter.com/2/problems/invalid-request","status":400}"#.into());
+    };
+    if v1 && !state.behaviour.v1_allowed {
+        return (403, vec![], r#"{"errors":[{"message":"You currently have access to a subset of X API V2 endpoints and limited v1.1 endpoints (e.g. media post, oauth) only. If you need access to this endpoint, you may need a different access level.","code":453}]}"#.into());
+    }
+    if state.behaviour.read_only {
+        return (403, vec![], r#"{"title":"Unsupported Authentication","detail":"Your client app is not configured with the appropriate oauth1 app permissions for this endpoint.","type":"https://api.twitter.com/2/problems/oauth1-permissions","status":403}"#.into());
+    }
+    if state.posted.last() == Some(&text) {
+        return if v1 {
+            (
+                403,
+                vec![],
+                r#"{"errors":[{"code":187,"message":"Status is a duplicate."}]}"#.into(),
+            )
+        } else {
+            (403, vec![], r#"{"title":"Forbidden","detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","status":403}"#.into())
+        };
+    }
+    state.posted.push(text.clone());
+    state.next_id += 1;
+    let id = state.next_id.to_string();
+    let _ = request.1;
+    if v1 {
+        (
+            200,
+            vec![],
+            serde_json::json!({"id_str": id, "text": text}).to_string(),
+        )
+    } else {
+        (
+            201,
+            vec![],
+            serde_json::json!({"data": {"id": id, "text": text}}).to_string(),
+        )
+    }
+}

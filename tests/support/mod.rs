@@ -1,0 +1,81 @@
+//! Test support: a fake X API over HTTPS with a test CA, and a runner for the built binary.
+
+#![allow(dead_code)]
+
+pub mod fake_x;
+pub mod verifier;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Secrets used by every test; no output of the binary may contain them.
+pub const CONSUMER_KEY: &str = "test-consumer-key";
+pub const CONSUMER_SECRET: &str = "CONSUMER-SECRET-d41d8cd98f00b204";
+pub const ACCESS_TOKEN: &str = "12345-test-access-token";
+pub const ACCESS_TOKEN_SECRET: &str = "TOKEN-SECRET-e9800998ecf8427e";
+
+/// The binary under test: the musl build from `make` when `ESXI_TWEET_BIN` says where it is,
+/// else cargo's own build of the same sources.
+pub fn binary() -> PathBuf {
+    std::env::var_os("ESXI_TWEET_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_esxi-tweet")))
+}
+
+/// A command for the binary with a clean environment: no credentials, no proxy, a HOME that
+/// holds no config file.
+pub fn agent(home: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Sets the four credentials in the environment.
+pub fn with_credentials(cmd: &mut Command) -> &mut Command {
+    cmd.env("TWITTER_CONSUMER_KEY", CONSUMER_KEY)
+        .env("TWITTER_CONSUMER_SECRET", CONSUMER_SECRET)
+        .env("TWITTER_ACCESS_TOKEN", ACCESS_TOKEN)
+        .env("TWITTER_ACCESS_TOKEN_SECRET", ACCESS_TOKEN_SECRET)
+}
+
+/// The outcome of one run, already checked for leaked secrets.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (feeding `stdin` if given) and asserts that neither stream holds a secret or a
+/// panic message.
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Run {
+    let output: Output = match stdin {
+        None => cmd.output().expect("run esxi-tweet"),
+        Some(input) => {
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn esxi-tweet");
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        }
+    };
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    for stream in [&run.stdout, &run.stderr] {
+        for secret in [CONSUMER_SECRET, ACCESS_TOKEN_SECRET] {
+            assert!(!stream.contains(secret), "a secret leaked: {run:?}");
+        }
+        assert!(!stream.contains("panicked"), "panic: {run:?}");
+    }
+    run
+}
