@@ -3,9 +3,13 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build test lint clean
+.PHONY: all build bundle test lint clean
 
-all: build
+# `make CONFIG=path/to/config.toml` also builds the script bundle.
+all: build $(if $(CONFIG),bundle)
+ifndef CONFIG
+	@echo "To build the Auto Deploy script bundle: make bundle CONFIG=path/to/config.toml (see bundle/config.example.toml)"
+endif
 
 build: dist/esxi-tweet
 
@@ -13,10 +17,16 @@ build: dist/esxi-tweet
 dist/esxi-tweet: FORCE
 	$(CARGO) build --release --locked --target $(MUSL) -p esxi-tweet
 	@mkdir -p dist
-	cp target/$(MUSL)/release/esxi-tweet dist/esxi-tweet
+	cp target/$(MUSL)/release/esxi-tweet target/$(MUSL)/release/esxi-tweet-bundle dist/
 	@echo "built dist/esxi-tweet ($$(stat -c %s dist/esxi-tweet) bytes)"
 
 FORCE:
+
+bundle: dist/esxi-tweet
+ifndef CONFIG
+	$(error CONFIG is not set: make bundle CONFIG=path/to/config.toml)
+endif
+	dist/esxi-tweet-bundle --config $(CONFIG) --binary dist/esxi-tweet --output dist/esxi-tweet-bundle.tgz
 
 test: build lint
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet $(CARGO) test --locked --workspace

@@ -9,6 +9,7 @@
 //! - [`api`]: X API v2 and v1.1 request shapes and the meaning of each answer.
 //! - [`transport`]: HTTPS with embedded roots, `--ca-file`, proxy and timeouts.
 //! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
+//! - [`bundle`]: the Auto Deploy script bundle that announces a host's boot.
 //! - [`cli`]: the command line.
 //! - [`error`]: the error type and the documented exit codes.
 
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod credentials;

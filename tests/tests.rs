@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bundle;
 mod cli_post;
 mod cli_sign_and_config;
 mod esxi_compat;

@@ -91,10 +91,15 @@ pub struct FakeX {
 impl FakeX {
     /// Starts a server with `behaviour`; the CA file is written into `dir`.
     pub fn start(dir: &Path, behaviour: Behaviour) -> Self {
-        let (ca_pem, config) = tls_config();
-        let ca_file = dir.join("test-ca.pem");
-        std::fs::write(&ca_file, ca_pem).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve(&Pki::generate(dir), behaviour, 0)
+    }
+
+    /// Starts with an existing test CA on a given port (0: any), for tests where the API
+    /// appears only after the client has been configured.
+    pub fn serve(pki: &Pki, behaviour: Behaviour, port: u16) -> Self {
+        let config = pki.config.clone();
+        let ca_file = pki.ca_file.clone();
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             behaviour,
@@ -129,6 +134,23 @@ impl FakeX {
     /// Texts accepted as posts, in order.
     pub fn posted(&self) -> Vec<String> {
         self.state.lock().unwrap().posted.clone()
+    }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it.
+pub struct Pki {
+    /// PEM file of the CA.
+    pub ca_file: PathBuf,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl Pki {
+    /// Generates the CA and the server certificate; the CA's PEM goes into `dir`.
+    pub fn generate(dir: &Path) -> Self {
+        let (ca_pem, config) = tls_config();
+        let ca_file = dir.join("test-ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        Self { ca_file, config }
     }
 }
 

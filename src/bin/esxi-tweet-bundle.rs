@@ -1,0 +1,56 @@
+//! `esxi-tweet-bundle`: builds the Auto Deploy script bundle from a config and the agent binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Build an Auto Deploy script bundle (.tgz) that announces each host's boot on X.
+#[derive(Debug, Parser)]
+#[command(name = "esxi-tweet-bundle", version)]
+struct Args {
+    /// Agent config with credentials and an optional [boot] table (must be chmod 600)
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// The static esxi-tweet binary to ship
+    #[arg(long, value_name = "PATH")]
+    binary: PathBuf,
+    /// Where to write the bundle
+    #[arg(
+        long,
+        short,
+        value_name = "PATH",
+        default_value = "dist/esxi-tweet-bundle.tgz"
+    )]
+    output: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    let result = std::fs::read(&args.binary)
+        .map_err(|e| {
+            esxi_tweet::Error::Usage(format!("cannot read {}: {e}", args.binary.display()))
+        })
+        .and_then(|binary| esxi_tweet::bundle::build(&args.config, &binary))
+        .and_then(|tgz| {
+            std::fs::write(&args.output, tgz).map_err(|e| {
+                esxi_tweet::Error::Internal(format!("cannot write {}: {e}", args.output.display()))
+            })
+        });
+    match result {
+        Ok(()) => {
+            println!("wrote {}", args.output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("esxi-tweet-bundle: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
