@@ -1,0 +1,87 @@
+//! The cache key and where an entry lives on disk.
+//!
+//! The key is what the upstream is asked for: upstream authority, then the request target
+//! exactly as the client sent it (path and query, not normalized), plus the client's Host when
+//! `--forward-host` sends that Host upstream. Getting this wrong leads to cache poisoning:
+//! - a header the upstream may act on but the key ignores (Host with `--forward-host`) would
+//!   let one client's variant be served to everyone asking for the same path;
+//! - normalizing the path (`/a/../b`, `%2f`) here while the upstream sees the raw target would
+//!   store one URL's body under another URL's key.
+//!
+//! File names are a SHA-256 of the key, laid out like nginx's `levels=1:2`
+//! (`c/29/<hash>`); the full key is also stored in the entry and compared on read, so a hash
+//! collision is a miss, never a wrong body.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    key: String,
+    hash: String,
+}
+
+impl CacheKey {
+    /// The key of a request for `path_and_query` on `upstream_authority`; `host` is the
+    /// client's Host, given only when it is forwarded upstream.
+    pub fn new(upstream_authority: &str, path_and_query: &str, host: Option<&str>) -> Self {
+        let key = match host {
+            Some(host) => format!("{upstream_authority}{path_and_query}\nhost:{host}"),
+            None => format!("{upstream_authority}{path_and_query}"),
+        };
+        let digest = Sha256::digest(key.as_bytes());
+        let hash = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Self { key, hash }
+    }
+
+    /// The full key, as stored in the entry.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    /// Hex file name.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// `root/<last hex char>/<the two before it>/<hash>`, as nginx's `levels=1:2`.
+    pub fn path_in(&self, root: &Path) -> PathBuf {
+        let n = self.hash.len();
+        root.join(&self.hash[n - 1..])
+            .join(&self.hash[n - 3..n - 1])
+            .join(&self.hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_target_and_forwarded_host_are_part_of_the_key() {
+        let a = CacheKey::new("vc:6501", "/a/../b", None);
+        let b = CacheKey::new("vc:6501", "/b", None);
+        let c = CacheKey::new("vc:6501", "/a%2fb", None);
+        let d = CacheKey::new("vc:6501", "/a/b", None);
+        assert_ne!(a, b);
+        assert_ne!(c, d);
+        let h1 = CacheKey::new("vc:6501", "/x", Some("evil"));
+        let h2 = CacheKey::new("vc:6501", "/x", Some("good"));
+        assert_ne!(h1.hash(), h2.hash());
+        assert_ne!(
+            CacheKey::new("other:6501", "/x", None),
+            CacheKey::new("vc:6501", "/x", None)
+        );
+    }
+
+    #[test]
+    fn levels_layout() {
+        let k = CacheKey::new("vc:6501", "/vmw/rbd/tramp", None);
+        let p = k.path_in(Path::new("/c"));
+        let h = k.hash();
+        assert_eq!(h.len(), 32);
+        assert_eq!(p, Path::new("/c").join(&h[31..]).join(&h[29..31]).join(h));
+    }
+}

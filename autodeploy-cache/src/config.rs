@@ -1,0 +1,194 @@
+//! Command-line flags (each also from an `AUTODEPLOY_CACHE_*` variable), validated into a
+//! [`Config`] before any I/O. Sizes and durations use nginx's notation (`1g`, `512m`, `24h`,
+//! `1d`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::error::Error;
+
+/// A caching reverse proxy for vCenter Auto Deploy.
+#[derive(Debug, Parser)]
+#[command(name = "autodeploy-cache", version)]
+pub struct Args {
+    /// Address to listen on (plain HTTP, as hosts expect)
+    #[arg(long, env = "AUTODEPLOY_CACHE_LISTEN", default_value = "0.0.0.0:5100")]
+    pub listen: SocketAddr,
+    /// Auto Deploy server, e.g. https://vcenter.lab:6501 [or AUTO_DEPLOY=host:port]
+    #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM")]
+    pub upstream: Option<String>,
+    /// Where entries are stored
+    #[arg(
+        long,
+        env = "AUTODEPLOY_CACHE_CACHE_DIR",
+        default_value = "/var/cache/autodeploy-cache"
+    )]
+    pub cache_dir: PathBuf,
+    /// Most disk the cache may use, e.g. 1g, 512m
+    #[arg(long, env = "AUTODEPLOY_CACHE_MAX_SIZE", default_value = "1g")]
+    pub max_size: String,
+    /// Remove entries unused for this long, e.g. 24h
+    #[arg(long, env = "AUTODEPLOY_CACHE_INACTIVE", default_value = "24h")]
+    pub inactive: String,
+    /// Freshness of 200 responses without Cache-Control or Expires, e.g. 1d
+    #[arg(long, env = "AUTODEPLOY_CACHE_VALID", default_value = "1d")]
+    pub valid: String,
+    /// PEM file of CAs that sign the upstream's certificate (vCenter's VMCA)
+    #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify the upstream's certificate (what nginx does by default)
+    #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM_INSECURE")]
+    pub upstream_insecure: bool,
+    /// Send the client's Host upstream (as the nginx config does); Host joins the cache key
+    #[arg(long, env = "AUTODEPLOY_CACHE_FORWARD_HOST")]
+    pub forward_host: bool,
+    /// How long transfers may finish after SIGTERM, e.g. 30s
+    #[arg(long, env = "AUTODEPLOY_CACHE_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: String,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening address (used by `main`; `run` takes a bound listener).
+    pub listen: SocketAddr,
+    /// Upstream scheme (`https` or `http`).
+    pub upstream_scheme: String,
+    /// Upstream `host:port`.
+    pub upstream_authority: String,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// Disk budget in bytes.
+    pub max_size: u64,
+    /// Idle time after which an entry is removed.
+    pub inactive: Duration,
+    /// Freshness of 200s without explicit freshness.
+    pub valid: Duration,
+    /// Extra trusted CAs for the upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Skip upstream certificate verification.
+    pub upstream_insecure: bool,
+    /// Forward the client's Host.
+    pub forward_host: bool,
+    /// Grace period for transfers at shutdown.
+    pub shutdown_grace: Duration,
+    /// Timeout for connecting to the upstream and receiving its response head.
+    pub upstream_header_timeout: Duration,
+    /// A fill whose upstream sends nothing for this long fails.
+    pub fill_idle_timeout: Duration,
+}
+
+impl Config {
+    /// Validates `args`; `auto_deploy` is the container's `AUTO_DEPLOY=host:port`.
+    pub fn from_args(args: Args, auto_deploy: Option<String>) -> Result<Self, Error> {
+        let upstream = match (args.upstream, auto_deploy.filter(|v| !v.is_empty())) {
+            (Some(u), _) => u,
+            (None, Some(hostport)) => format!("https://{hostport}"),
+            (None, None) => {
+                return Err(Error::Config(
+                    "no upstream: pass --upstream https://vcenter:6501 (or set AUTO_DEPLOY=vcenter:6501)"
+                        .into(),
+                ));
+            }
+        };
+        let uri: http::Uri = upstream
+            .parse()
+            .map_err(|e| Error::Config(format!("--upstream {upstream:?}: {e}")))?;
+        let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
+        if scheme != "https" && scheme != "http" {
+            return Err(Error::Config(format!(
+                "--upstream {upstream:?}: expected https://host:port"
+            )));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| Error::Config(format!("--upstream {upstream:?}: no host")))?
+            .to_string();
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(Error::Config(format!(
+                "--upstream {upstream:?}: give only scheme, host and port; paths are forwarded as requested"
+            )));
+        }
+        if args.upstream_insecure && args.upstream_ca.is_some() {
+            return Err(Error::Config(
+                "--upstream-insecure and --upstream-ca exclude each other".into(),
+            ));
+        }
+        Ok(Self {
+            listen: args.listen,
+            upstream_scheme: scheme,
+            upstream_authority: authority,
+            cache_dir: args.cache_dir,
+            max_size: parse_size("--max-size", &args.max_size)?,
+            inactive: parse_duration("--inactive", &args.inactive)?,
+            valid: parse_duration("--valid", &args.valid)?,
+            upstream_ca: args.upstream_ca,
+            upstream_insecure: args.upstream_insecure,
+            forward_host: args.forward_host,
+            shutdown_grace: parse_duration("--shutdown-grace", &args.shutdown_grace)?,
+            upstream_header_timeout: Duration::from_secs(30),
+            fill_idle_timeout: Duration::from_secs(60),
+        })
+    }
+}
+
+/// nginx sizes: a number with an optional `k`, `m` or `g` (powers of 1024).
+pub fn parse_size(flag: &str, value: &str) -> Result<u64, Error> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(value)
+        .map_err(|e| Error::Config(format!("{flag} {value:?}: {e} (try 1g or 512m)")))
+}
+
+/// nginx durations: `30s`, `10m`, `24h`, `1d`...
+pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(value)
+        .map_err(|e| Error::Config(format!("{flag} {value:?}: {e} (try 24h or 1d)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut all = vec!["autodeploy-cache"];
+        all.extend_from_slice(extra);
+        Args::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn nginx_notation() {
+        assert_eq!(parse_size("x", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("x", "512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("x", "10k").unwrap(), 10 << 10);
+        assert_eq!(parse_size("x", "4096").unwrap(), 4096);
+        assert!(parse_size("x", "lots").is_err());
+        assert_eq!(
+            parse_duration("x", "1d").unwrap(),
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            parse_duration("x", "24h").unwrap(),
+            Duration::from_secs(86400)
+        );
+        assert!(parse_duration("x", "soon").is_err());
+    }
+
+    #[test]
+    fn upstream_from_flag_or_container_variable() {
+        let c = Config::from_args(args(&["--upstream", "https://vc.lab:6501"]), None).unwrap();
+        assert_eq!(
+            (c.upstream_scheme.as_str(), c.upstream_authority.as_str()),
+            ("https", "vc.lab:6501")
+        );
+        let c = Config::from_args(args(&[]), Some("vc.lab:6501".into())).unwrap();
+        assert_eq!(c.upstream_authority, "vc.lab:6501");
+        assert_eq!(c.max_size, 1 << 30);
+        assert!(Config::from_args(args(&[]), None).is_err());
+        assert!(Config::from_args(args(&["--upstream", "ftp://x"]), None).is_err());
+        assert!(Config::from_args(args(&["--upstream", "https://x/path"]), None).is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! The on-disk form of one cache entry: a fixed-size prelude, the metadata as JSON, the body.
+//!
+//! ```text
+//! ADCACHE1 <header length, 10 digits> <body length, 20 digits> <expires at, 20 digits>\n
+//! {"key": ..., "status": 200, "headers": [[name, value], ...], "stored_at": ...}\n
+//! <body>
+//! ```
+//!
+//! The prelude has a fixed size so that the body length can be written when the fill ends
+//! (the upstream may not announce it) and the expiry can be updated after a revalidation, in
+//! place. While a fill runs the body length is blank, so a temp file can never pass for a
+//! committed entry. The index is rebuilt from preludes and metadata alone, without reading
+//! bodies.
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes of the fixed prelude.
+pub const PRELUDE_LEN: u64 = 62;
+/// Offset of the body-length field in the prelude.
+pub const BODY_LEN_OFFSET: u64 = 20;
+/// Offset of the expiry field in the prelude.
+pub const EXPIRES_OFFSET: u64 = 41;
+const MAGIC: &str = "ADCACHE1";
+/// Largest metadata accepted when reading, against a garbage header length.
+const MAX_HEADER_LEN: u64 = 1 << 20;
+
+/// What is stored about a response besides its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    /// The full cache key; compared on read.
+    pub key: String,
+    /// HTTP status (always 200 today).
+    pub status: u16,
+    /// End-to-end response headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Unix seconds when the response was received.
+    pub stored_at: u64,
+}
+
+impl EntryMeta {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The decoded prelude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prelude {
+    /// Prelude plus metadata: where the body starts.
+    pub header_len: u64,
+    /// Body length.
+    pub body_len: u64,
+    /// Unix seconds after which the entry is stale.
+    pub expires_at: u64,
+}
+
+/// Why an entry file cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Corrupt(pub &'static str);
+
+/// The header bytes to write at the start of a fill: prelude (body length still blank) and
+/// metadata.
+pub fn encode_header(meta: &EntryMeta, expires_at: u64) -> Vec<u8> {
+    let json = serde_json::to_vec(meta).expect("metadata serializes");
+    let header_len = PRELUDE_LEN + json.len() as u64 + 1;
+    let mut out = format!(
+        "{MAGIC} {header_len:010} {:20} {}\n",
+        "",
+        number_field(expires_at)
+    )
+    .into_bytes();
+    debug_assert_eq!(out.len() as u64, PRELUDE_LEN);
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+    out
+}
+
+/// A 20-digit field for the body length or the expiry.
+pub fn number_field(n: u64) -> String {
+    format!("{n:020}")
+}
+
+/// Decodes the prelude; a blank body length (an unfinished fill) is corrupt.
+pub fn decode_prelude(bytes: &[u8]) -> Result<Prelude, Corrupt> {
+    if bytes.len() < PRELUDE_LEN as usize {
+        return Err(Corrupt("short prelude"));
+    }
+    let text = std::str::from_utf8(&bytes[..PRELUDE_LEN as usize])
+        .map_err(|_| Corrupt("prelude not text"))?;
+    let text = text
+        .strip_suffix('\n')
+        .ok_or(Corrupt("prelude not terminated"))?;
+    let mut fields = text.split(' ');
+    if fields.next() != Some(MAGIC) {
+        return Err(Corrupt("bad magic"));
+    }
+    let mut number = |what| -> Result<u64, Corrupt> {
+        let field = fields.next().ok_or(Corrupt(what))?;
+        if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Corrupt(what));
+        }
+        field.parse().map_err(|_| Corrupt(what))
+    };
+    let header_len = number("header length")?;
+    let body_len = number("body length")?;
+    let expires_at = number("expiry")?;
+    if !(PRELUDE_LEN + 3..=MAX_HEADER_LEN).contains(&header_len) {
+        return Err(Corrupt("header length out of range"));
+    }
+    Ok(Prelude {
+        header_len,
+        body_len,
+        expires_at,
+    })
+}
+
+/// Decodes the metadata that follows the prelude.
+pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, Corrupt> {
+    let json = bytes
+        .strip_suffix(b"\n")
+        .ok_or(Corrupt("metadata not terminated"))?;
+    serde_json::from_slice(json).map_err(|_| Corrupt("metadata not JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> EntryMeta {
+        EntryMeta {
+            key: "vc:6501/vmw/rbd/tramp".into(),
+            status: 200,
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            stored_at: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_after_commit() {
+        let mut header = encode_header(&meta(), 1_700_086_400);
+        assert!(
+            decode_prelude(&header).is_err(),
+            "an unfinished fill is not an entry"
+        );
+        let field = number_field(12345);
+        header[BODY_LEN_OFFSET as usize..BODY_LEN_OFFSET as usize + 20]
+            .copy_from_slice(field.as_bytes());
+        let prelude = decode_prelude(&header).unwrap();
+        assert_eq!(prelude.header_len, header.len() as u64);
+        assert_eq!(prelude.body_len, 12345);
+        assert_eq!(prelude.expires_at, 1_700_086_400);
+        assert_eq!(
+            decode_meta(&header[PRELUDE_LEN as usize..]).unwrap(),
+            meta()
+        );
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        for bytes in [
+            &b""[..],
+            b"ADCACHE1",
+            &[0xff; 80],
+            b"ADCACHE2 0000000100 00000000000000000001 00000000000000000001\n",
+        ] {
+            assert!(decode_prelude(bytes).is_err());
+        }
+        assert!(decode_meta(b"{not json}\n").is_err());
+        assert!(decode_meta(b"{}").is_err());
+    }
+}

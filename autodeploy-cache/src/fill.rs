@@ -1,0 +1,514 @@
+//! One upstream fetch per missing key, streamed to every client that wants it while it
+//! downloads (read-while-write).
+//!
+//! A [`Fill`] is created by the first request for a missing (or expired) key; later requests
+//! find it in [`Fills`] and become readers. One task owns the upstream response and writes the
+//! body into a temp file in the cache directory, publishing progress (the response head, bytes
+//! written, how it ended) on a `watch` channel. Readers hold their own handle on the temp file
+//! and read with positional reads up to the published length, so they never block each other
+//! or the fill, and a client that leaves stops nothing. When the body is complete the file is
+//! committed (renamed into place); open handles keep working across the rename. A fill that
+//! fails is a state readers see: their response is aborted, never ended cleanly short.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::cache_key::CacheKey;
+use crate::entry::{self, EntryMeta};
+use crate::headers;
+use crate::store::{Entry, Store};
+use crate::upstream::{BoxError, ProxyBody, Upstream};
+
+/// Bytes read from a cache file per frame sent to a client. Small enough that hundreds of
+/// concurrent readers stay within tens of MiB, large enough to keep syscalls cheap.
+const CHUNK: usize = 64 * 1024;
+
+/// The upstream's response head, as clients will see it.
+#[derive(Debug)]
+pub struct FillHead {
+    /// Upstream status.
+    pub status: StatusCode,
+    /// End-to-end response headers.
+    pub headers: HeaderMap,
+    /// Announced body length, if any.
+    pub content_length: Option<u64>,
+    /// Whether the response will be committed and may be shared with other clients.
+    pub shareable: bool,
+    /// The temp file the body is written to.
+    pub file: Arc<File>,
+    /// Where the body starts in the file.
+    pub body_offset: u64,
+}
+
+/// How a fill ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillEnd {
+    /// The whole body is in the file.
+    Complete,
+    /// The upstream confirmed the stale entry (304); no body was fetched.
+    NotModified,
+    /// The fetch failed; `before_head` says whether any response head had arrived.
+    Failed {
+        /// What went wrong, for the log and the 502/504 body.
+        reason: String,
+        /// No response head had arrived.
+        before_head: bool,
+        /// It was a timeout (504) rather than an error (502).
+        timeout: bool,
+    },
+    /// The cache directory could not take a temp file: clients fetch for themselves.
+    NoDisk,
+}
+
+/// What readers see of a fill.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The response head, once it arrived.
+    pub head: Option<Arc<FillHead>>,
+    /// Body bytes in the file so far.
+    pub written: u64,
+    /// Set once, when the fill is over.
+    pub end: Option<FillEnd>,
+}
+
+/// One upstream fetch in progress.
+#[derive(Debug)]
+pub struct Fill {
+    key: CacheKey,
+    progress: watch::Sender<Progress>,
+}
+
+impl Fill {
+    /// A receiver of this fill's progress.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut Progress)) {
+        self.progress.send_modify(change);
+    }
+}
+
+/// The fills in progress, by key. Weak references: a fill lives as long as its task.
+#[derive(Debug, Default)]
+pub struct Fills {
+    map: Mutex<HashMap<String, Weak<Fill>>>,
+}
+
+impl Fills {
+    /// The fill in progress for `key`, if any.
+    pub fn find(&self, key: &CacheKey) -> Option<Arc<Fill>> {
+        self.map
+            .lock()
+            .unwrap()
+            .get(key.as_str())
+            .and_then(Weak::upgrade)
+    }
+
+    /// The fill for `key`, and whether it was created by this call (the caller must then run
+    /// it).
+    pub fn find_or_create(&self, key: &CacheKey) -> (Arc<Fill>, bool) {
+        let mut map = self.map.lock().unwrap();
+        if let Some(fill) = map.get(key.as_str()).and_then(Weak::upgrade) {
+            return (fill, false);
+        }
+        let (progress, _) = watch::channel(Progress::default());
+        let fill = Arc::new(Fill {
+            key: key.clone(),
+            progress,
+        });
+        map.insert(key.as_str().to_string(), Arc::downgrade(&fill));
+        (fill, true)
+    }
+
+    fn remove(&self, fill: &Arc<Fill>) {
+        let mut map = self.map.lock().unwrap();
+        if map
+            .get(fill.key.as_str())
+            .is_some_and(|w| w.as_ptr() == Arc::as_ptr(fill))
+        {
+            map.remove(fill.key.as_str());
+        }
+    }
+
+    /// Number of fills in progress.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// Whether no fill is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a fill needs besides its request.
+#[derive(Clone)]
+pub struct FillContext {
+    /// Upstream client.
+    pub client: Upstream,
+    /// Where entries go.
+    pub store: Arc<Store>,
+    /// The registry to leave when done.
+    pub fills: Arc<Fills>,
+    /// Connect plus response-head timeout.
+    pub header_timeout: Duration,
+    /// A body that sends nothing for this long fails.
+    pub idle_timeout: Duration,
+    /// Freshness of 200s without explicit freshness.
+    pub valid: Duration,
+}
+
+/// Runs `fill`: fetches `request` upstream and writes the body for the readers. `stale` is the
+/// expired entry being refreshed, whose validators `request` already carries.
+pub async fn run(
+    fill: Arc<Fill>,
+    ctx: FillContext,
+    request: Request<ProxyBody>,
+    stale: Option<Entry>,
+) {
+    let (parts, body) = request.into_parts();
+    let policy_request = Request::from_parts(parts.clone(), ());
+    let request = Request::from_parts(parts, body);
+    let end = fetch(&fill, &ctx, request, &policy_request, stale).await;
+    if let FillEnd::Failed { reason, .. } = &end {
+        eprintln!(
+            "autodeploy-cache: fill of {} failed: {reason}",
+            fill.key.as_str()
+        );
+    }
+    fill.publish(|p| p.end = Some(end));
+    ctx.fills.remove(&fill);
+}
+
+fn failed(reason: String, before_head: bool, timeout: bool) -> FillEnd {
+    FillEnd::Failed {
+        reason,
+        before_head,
+        timeout,
+    }
+}
+
+async fn fetch(
+    fill: &Fill,
+    ctx: &FillContext,
+    request: Request<ProxyBody>,
+    policy_request: &Request<()>,
+    stale: Option<Entry>,
+) -> FillEnd {
+    let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
+    {
+        Err(_) => return failed("upstream did not answer in time".into(), true, true),
+        Ok(Err(e)) => {
+            return failed(
+                format!("upstream unreachable: {}", error_chain(&e)),
+                true,
+                false,
+            );
+        }
+        Ok(Ok(response)) => response,
+    };
+    let now = SystemTime::now();
+    if response.status() == StatusCode::NOT_MODIFIED {
+        if let Some(entry) = &stale {
+            let expires_at =
+                unix(now) + freshness(policy_request, &response, now, ctx.valid).as_secs();
+            ctx.store.set_expiry(&fill.key, entry, expires_at);
+            return FillEnd::NotModified;
+        }
+    }
+    let storable = is_storable(policy_request, &response, now);
+    let expires_at = unix(now) + freshness(policy_request, &response, now, ctx.valid).as_secs();
+    let (parts, mut body) = response.into_parts();
+    let content_length = headers::content_length(&parts.headers);
+    let end_to_end = headers::end_to_end(&parts.headers);
+    let (temp_path, file) = match ctx.store.temp_file() {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("autodeploy-cache: cannot create a temp file in the cache directory: {e}");
+            return FillEnd::NoDisk;
+        }
+    };
+    let meta = EntryMeta {
+        key: fill.key.as_str().to_string(),
+        status: parts.status.as_u16(),
+        headers: end_to_end
+            .iter()
+            .filter(|(n, _)| *n != http::header::CONTENT_LENGTH)
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        stored_at: unix(now),
+    };
+    let header = entry::encode_header(&meta, expires_at);
+    let body_offset = header.len() as u64;
+    let file = Arc::new(file);
+    let mut cleanup = TempFile(Some(temp_path.clone()));
+    if let Err(e) = file.write_all_at(&header, 0) {
+        eprintln!("autodeploy-cache: cannot write to the cache directory: {e}");
+        return FillEnd::NoDisk;
+    }
+    fill.publish(|p| {
+        p.head = Some(Arc::new(FillHead {
+            status: parts.status,
+            headers: end_to_end,
+            content_length,
+            shareable: storable,
+            file: file.clone(),
+            body_offset,
+        }))
+    });
+
+    let mut written = 0u64;
+    loop {
+        let frame = match tokio::time::timeout(ctx.idle_timeout, body.frame()).await {
+            Err(_) => return failed("upstream stalled mid-body".into(), false, true),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return failed(format!("upstream body: {}", error_chain(&e)), false, false);
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // A positional write to the page cache: microseconds, so it stays on this task
+        // rather than paying a thread hand-off per frame.
+        if let Err(e) = file.write_all_at(&data, body_offset + written) {
+            return failed(format!("cache write: {e}"), false, false);
+        }
+        written += data.len() as u64;
+        fill.publish(|p| p.written = written);
+    }
+    if let Some(expected) = content_length
+        && expected != written
+    {
+        return failed(
+            format!("upstream body ended at {written} of {expected} bytes"),
+            false,
+            false,
+        );
+    }
+    if storable {
+        let store = ctx.store.clone();
+        let key = fill.key.clone();
+        let file = file.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || store.commit(&key, &temp_path, &file, written))
+                .await;
+        match committed {
+            Ok(Ok(())) => cleanup.0 = None,
+            Ok(Err(e)) => eprintln!("autodeploy-cache: cannot commit {}: {e}", fill.key.as_str()),
+            Err(e) => eprintln!("autodeploy-cache: commit task failed: {e}"),
+        }
+    }
+    FillEnd::Complete
+}
+
+/// Removes a temp file that was not committed (readers keep their open handles).
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// 200 responses to GET whose headers allow a shared cache (RFC 9111 via
+/// http-cache-semantics), without `Set-Cookie` or `Vary: *`.
+fn is_storable<B>(request: &Request<()>, response: &http::Response<B>, now: SystemTime) -> bool {
+    if response.status() != StatusCode::OK
+        || response.headers().contains_key(http::header::SET_COOKIE)
+    {
+        return false;
+    }
+    if response
+        .headers()
+        .get_all(http::header::VARY)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|f| f.trim() == "*"))
+        })
+    {
+        return false;
+    }
+    policy(request, response, now).is_storable()
+}
+
+/// How long a response stays fresh: its own `Cache-Control`/`Expires` when it has them (per
+/// http-cache-semantics), else `--valid` (nginx's `proxy_cache_valid 200`).
+fn freshness<B>(
+    request: &Request<()>,
+    response: &http::Response<B>,
+    now: SystemTime,
+    valid: Duration,
+) -> Duration {
+    let explicit = response.headers().contains_key(http::header::CACHE_CONTROL)
+        || response.headers().contains_key(http::header::EXPIRES);
+    if explicit {
+        policy(request, response, now).time_to_live(now)
+    } else {
+        valid
+    }
+}
+
+fn policy<B>(
+    request: &Request<()>,
+    response: &http::Response<B>,
+    now: SystemTime,
+) -> http_cache_semantics::CachePolicy {
+    let head = http::Response::builder()
+        .status(response.status())
+        .body(())
+        .map(|mut r| {
+            *r.headers_mut() = response.headers().clone();
+            r
+        })
+        .expect("a status and headers make a response");
+    http_cache_semantics::CachePolicy::new_options(
+        request,
+        &head,
+        now,
+        http_cache_semantics::CacheOptions {
+            shared: true,
+            ..Default::default()
+        },
+    )
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Where a reader's bytes come from.
+pub enum Source {
+    /// A committed entry: the whole body is there.
+    Entry(Entry),
+    /// A fill in progress: wait for bytes as they arrive.
+    Fill {
+        /// The fill's file and layout.
+        head: Arc<FillHead>,
+        /// Its progress.
+        progress: watch::Receiver<Progress>,
+    },
+}
+
+/// A response body that streams bytes `start..end` (`end` `None`: to the end of the body) from
+/// `source`, following a fill as it grows. A failed fill aborts the body with an error.
+pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
+    tokio::spawn(async move {
+        if let Err(e) = pump(source, start, end, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    ChannelBody { rx }.boxed()
+}
+
+async fn pump(
+    source: Source,
+    start: u64,
+    end: Option<u64>,
+    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+) -> Result<(), BoxError> {
+    let (file, offset, mut progress, whole) = match source {
+        Source::Entry(e) => (e.file, e.body_offset, None, Some(e.body_len)),
+        Source::Fill { head, progress } => {
+            (head.file.clone(), head.body_offset, Some(progress), None)
+        }
+    };
+    let mut pos = start;
+    loop {
+        let (available, finished) = match (&mut progress, whole) {
+            (None, Some(len)) => (len, true),
+            (Some(rx), _) => {
+                let p = rx.borrow_and_update();
+                match &p.end {
+                    Some(FillEnd::Failed { reason, .. }) => return Err(reason.clone().into()),
+                    Some(FillEnd::Complete) => (p.written, true),
+                    Some(_) => return Err("fill ended without a body".into()),
+                    None => (p.written, false),
+                }
+            }
+            (None, None) => unreachable!("an entry has a length"),
+        };
+        let limit = end.map_or(available, |e| e.min(available));
+        if pos < limit {
+            let len = (limit - pos).min(CHUNK as u64) as usize;
+            let file = file.clone();
+            let at = offset + pos;
+            let chunk = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            })
+            .await??;
+            pos += len as u64;
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(()); // the client left
+            }
+            continue;
+        }
+        if end.is_some_and(|e| pos >= e) || finished {
+            return Ok(());
+        }
+        if let Some(rx) = &mut progress
+            && rx.changed().await.is_err()
+        {
+            return Err("fill went away".into());
+        }
+    }
+}
+
+/// A body fed by the reader task.
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}

@@ -1,0 +1,38 @@
+//! `autodeploy-cache`: a caching reverse proxy between booting ESXi hosts and vCenter's Auto
+//! Deploy service. One upstream fetch per object however many hosts ask at once, streamed to
+//! all of them while it downloads; stale content when vCenter is down; bounded disk and
+//! memory; nothing torn after a crash.
+//!
+//! - [`config`]: flags and environment, validated before any I/O.
+//! - [`server`]: the accept loop and graceful shutdown ([`run`]).
+//! - [`proxy`]: request handling, `X-Cache-Status`.
+//! - [`fill`]: one upstream fetch per key, read while it is written.
+//! - [`store`]: the cache directory, index, eviction.
+//! - [`entry`]: the on-disk entry format.
+//! - [`cache_key`]: the key and the file layout.
+//! - [`headers`]: hop-by-hop and forwarding headers.
+//! - [`range`]: the `Range` header.
+//! - [`upstream`]: the pooled HTTPS client.
+//! - [`access_log`]: one line per request on stdout.
+//! - [`status`], [`error`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod access_log;
+pub mod cache_key;
+pub mod config;
+pub mod entry;
+pub mod error;
+pub mod fill;
+pub mod headers;
+pub mod proxy;
+pub mod range;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod upstream;
+
+pub use config::{Args, Config};
+pub use error::Error;
+pub use server::run;

@@ -1,0 +1,58 @@
+//! The `autodeploy-cache` binary: parse flags, bind, serve until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use autodeploy_cache::{Args, Config};
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match Config::from_args(args, std::env::var("AUTO_DEPLOY").ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("autodeploy-cache: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autodeploy-cache: cannot start the runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(autodeploy_cache::Error::Listen)?;
+        autodeploy_cache::run(listener, config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("autodeploy-cache: {e}");
+            ExitCode::from(match e {
+                autodeploy_cache::Error::Config(_) => 64,
+                _ => 74,
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

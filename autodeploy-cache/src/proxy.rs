@@ -1,0 +1,579 @@
+//! Request handling: refuse what an open proxy would do, pass uncacheable requests through,
+//! answer cacheable ones from the cache or from a (shared) fill, and label every response
+//! with `X-Cache-Status`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::body::Incoming;
+
+use crate::cache_key::CacheKey;
+use crate::config::Config;
+use crate::fill::{self, FillContext, FillEnd, FillHead, Fills, Progress, Source};
+use crate::headers;
+use crate::range::{self, RangeRequest};
+use crate::status::CacheStatus;
+use crate::store::{Entry, Store};
+use crate::upstream::{ProxyBody, Upstream};
+
+/// Shared state of all connections.
+pub struct Proxy {
+    config: Config,
+    client: Upstream,
+    store: Arc<Store>,
+    fills: Arc<Fills>,
+}
+
+/// A response and the cache status to log for it.
+pub type Answer = (Response<ProxyBody>, Option<CacheStatus>);
+
+/// Request headers not sent upstream on a cache fill: the fill fetches the whole object for
+/// everyone, whatever one client's range or validators.
+const CLIENT_ONLY: [header::HeaderName; 6] = [
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+impl Proxy {
+    /// Builds the shared state.
+    pub fn new(config: Config, client: Upstream, store: Arc<Store>) -> Self {
+        Self {
+            config,
+            client,
+            store,
+            fills: Arc::new(Fills::default()),
+        }
+    }
+
+    /// The cache store (for sweeps).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Handles one request.
+    pub async fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Answer {
+        if request.method() == Method::CONNECT {
+            return (
+                plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "CONNECT is not supported: this is a reverse proxy\n",
+                ),
+                None,
+            );
+        }
+        if let Some(authority) = request.uri().authority() {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            let ours = host.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str()))
+                || authority
+                    .as_str()
+                    .eq_ignore_ascii_case(&self.config.upstream_authority);
+            if !ours {
+                return (
+                    plain(
+                        StatusCode::FORBIDDEN,
+                        "absolute-form request for another host: this is not an open proxy\n",
+                    ),
+                    None,
+                );
+            }
+        }
+        let cacheable = matches!(*request.method(), Method::GET | Method::HEAD)
+            && !request.headers().contains_key(header::AUTHORIZATION);
+        if !cacheable {
+            return (
+                self.pass_through(request, client).await,
+                Some(CacheStatus::Bypass),
+            );
+        }
+        let (parts, _) = request.into_parts();
+        self.cached(parts, client).await
+    }
+
+    fn key(&self, parts: &http::request::Parts) -> CacheKey {
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let host = self.config.forward_host.then(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+        });
+        CacheKey::new(&self.config.upstream_authority, target, host)
+    }
+
+    async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
+        let key = self.key(&parts);
+        if let Some(fill) = self.fills.find(&key) {
+            return self
+                .from_fill(
+                    &parts,
+                    client,
+                    fill.subscribe(),
+                    false,
+                    CacheStatus::Miss,
+                    None,
+                )
+                .await;
+        }
+        let store = self.store.clone();
+        let lookup_key = key.clone();
+        let entry = tokio::task::spawn_blocking(move || store.lookup(&lookup_key))
+            .await
+            .ok()
+            .flatten();
+        match entry {
+            Some(entry) if entry.expires_at > unix_now() => {
+                (serve_entry(&parts, entry), Some(CacheStatus::Hit))
+            }
+            Some(entry) => {
+                if self.fills.find(&key).is_some() {
+                    return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
+                }
+                let (fill, created) = self.fills.find_or_create(&key);
+                if created {
+                    let mut request = self.upstream_request(
+                        &parts,
+                        client,
+                        Empty::new().map_err(|e| match e {}).boxed(),
+                    );
+                    strip_client_only(request.headers_mut());
+                    if let Some(etag) = entry
+                        .meta
+                        .header("etag")
+                        .and_then(|v| HeaderValue::from_str(v).ok())
+                    {
+                        request.headers_mut().insert(header::IF_NONE_MATCH, etag);
+                    }
+                    if let Some(lm) = entry
+                        .meta
+                        .header("last-modified")
+                        .and_then(|v| HeaderValue::from_str(v).ok())
+                    {
+                        request.headers_mut().insert(header::IF_MODIFIED_SINCE, lm);
+                    }
+                    *request.method_mut() = Method::GET;
+                    tokio::spawn(fill::run(
+                        fill.clone(),
+                        self.fill_context(),
+                        request,
+                        Some(entry.clone()),
+                    ));
+                } else {
+                    return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
+                }
+                self.from_fill(
+                    &parts,
+                    client,
+                    fill.subscribe(),
+                    true,
+                    CacheStatus::Expired,
+                    Some(entry),
+                )
+                .await
+            }
+            None => {
+                let (fill, created) = self.fills.find_or_create(&key);
+                if created {
+                    let mut request = self.upstream_request(
+                        &parts,
+                        client,
+                        Empty::new().map_err(|e| match e {}).boxed(),
+                    );
+                    strip_client_only(request.headers_mut());
+                    *request.method_mut() = Method::GET;
+                    tokio::spawn(fill::run(fill.clone(), self.fill_context(), request, None));
+                }
+                self.from_fill(
+                    &parts,
+                    client,
+                    fill.subscribe(),
+                    created,
+                    CacheStatus::Miss,
+                    None,
+                )
+                .await
+            }
+        }
+    }
+
+    fn fill_context(&self) -> FillContext {
+        FillContext {
+            client: self.client.clone(),
+            store: self.store.clone(),
+            fills: self.fills.clone(),
+            header_timeout: self.config.upstream_header_timeout,
+            idle_timeout: self.config.fill_idle_timeout,
+            valid: self.config.valid,
+        }
+    }
+
+    /// Answers from a fill: waits for its response head, then streams its body as it grows.
+    /// `stale` is the expired entry it refreshes, served if the upstream fails.
+    async fn from_fill(
+        self: &Arc<Self>,
+        parts: &http::request::Parts,
+        client: SocketAddr,
+        mut progress: tokio::sync::watch::Receiver<Progress>,
+        originator: bool,
+        status: CacheStatus,
+        stale: Option<Entry>,
+    ) -> Answer {
+        let state = progress
+            .wait_for(|p| p.head.is_some() || p.end.is_some())
+            .await
+            .map(|p| (p.head.clone(), p.end.clone()));
+        let (head, end) = match state {
+            Ok(state) => state,
+            Err(_) => (
+                None,
+                Some(FillEnd::Failed {
+                    reason: "fill went away".into(),
+                    before_head: true,
+                    timeout: false,
+                }),
+            ),
+        };
+        match (head, end) {
+            (_, Some(FillEnd::NotModified)) => match stale {
+                Some(entry) => {
+                    let store = self.store.clone();
+                    let key = self.key(parts);
+                    let fresh = tokio::task::spawn_blocking(move || store.lookup(&key))
+                        .await
+                        .ok()
+                        .flatten();
+                    (
+                        serve_entry(parts, fresh.unwrap_or(entry)),
+                        Some(CacheStatus::Revalidated),
+                    )
+                }
+                None => (
+                    plain(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream answered 304 to an unconditional request\n",
+                    ),
+                    Some(status),
+                ),
+            },
+            (
+                None,
+                Some(FillEnd::Failed {
+                    reason, timeout, ..
+                }),
+            ) => match stale {
+                Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Stale)),
+                None => {
+                    let code = if timeout {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    (plain(code, &format!("{reason}\n")), Some(status))
+                }
+            },
+            (None, _) => {
+                // No temp file could be made: fetch for this client alone, uncached.
+                let request = Request::from_parts(
+                    parts.clone(),
+                    Empty::new().map_err(|e| match e {}).boxed(),
+                );
+                (
+                    self.forward(request, client).await,
+                    Some(CacheStatus::Bypass),
+                )
+            }
+            (Some(head), _) => {
+                if head.status.is_server_error()
+                    && let Some(entry) = stale
+                {
+                    return (serve_entry(parts, entry), Some(CacheStatus::Stale));
+                }
+                if !head.shareable && !originator {
+                    // Not for sharing (Set-Cookie, private, not 200): this client's own fetch.
+                    let request = Request::from_parts(
+                        parts.clone(),
+                        Empty::new().map_err(|e| match e {}).boxed(),
+                    );
+                    return (self.forward(request, client).await, Some(status));
+                }
+                (serve_fill(parts, head, progress), Some(status))
+            }
+        }
+    }
+
+    /// The upstream request for `parts`: end-to-end headers, forwarding headers, upstream URI.
+    fn upstream_request(
+        &self,
+        parts: &http::request::Parts,
+        client: SocketAddr,
+        body: ProxyBody,
+    ) -> Request<ProxyBody> {
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = format!(
+            "{}://{}{}",
+            self.config.upstream_scheme, self.config.upstream_authority, target
+        );
+        let client_host = parts.headers.get(header::HOST).cloned();
+        let mut headers = headers::end_to_end(&parts.headers);
+        headers.remove(header::HOST);
+        headers::add_forwarding(&mut headers, client, client_host.as_ref());
+        let host = match (&client_host, self.config.forward_host) {
+            (Some(h), true) => h.clone(),
+            _ => HeaderValue::from_str(&self.config.upstream_authority)
+                .expect("an authority is a valid header"),
+        };
+        headers.insert(header::HOST, host);
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri
+            .parse()
+            .expect("upstream URI from a valid authority and target");
+        *request.headers_mut() = headers;
+        request
+    }
+
+    async fn pass_through(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = request.into_parts();
+        self.forward(
+            Request::from_parts(parts, body.boxed().map_err(Into::into).boxed()),
+            client,
+        )
+        .await
+    }
+
+    /// Sends `request` upstream uncached and streams the answer back.
+    async fn forward(
+        self: &Arc<Self>,
+        request: Request<ProxyBody>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = request.into_parts();
+        let upstream = self.upstream_request(&parts, client, body);
+        match tokio::time::timeout(
+            self.config.upstream_header_timeout,
+            self.client.request(upstream),
+        )
+        .await
+        {
+            Err(_) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream did not answer in time\n",
+            ),
+            Ok(Err(e)) => {
+                let reason = fill::error_chain(&e);
+                eprintln!("autodeploy-cache: upstream unreachable: {reason}");
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("upstream unreachable: {reason}\n"),
+                )
+            }
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                let length = headers::content_length(&parts.headers);
+                parts.headers = headers::end_to_end(&parts.headers);
+                if let Some(length) = length {
+                    parts.headers.insert(header::CONTENT_LENGTH, length.into());
+                }
+                Response::from_parts(parts, body.map_err(Into::into).boxed())
+            }
+        }
+    }
+}
+
+fn strip_client_only(headers: &mut http::HeaderMap) {
+    for name in CLIENT_ONLY {
+        headers.remove(name);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text.to_string()))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn empty() -> ProxyBody {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+/// Serves a committed entry: 304 for matching client validators, 206/416 for a range, no
+/// body for HEAD.
+fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<ProxyBody> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = StatusCode::from_u16(entry.meta.status).unwrap_or(StatusCode::OK);
+    for (name, value) in &entry.meta.headers {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if not_modified(parts, &entry) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        return response;
+    }
+    let length = entry.body_len;
+    let (start, end) = match apply_range(parts, &mut response, length) {
+        Some(span) => span,
+        None => return response,
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, (end - start).into());
+    if parts.method != Method::HEAD && end > start {
+        *response.body_mut() = fill::stream(Source::Entry(entry), start, Some(end));
+    }
+    response
+}
+
+/// Serves a fill in progress: the upstream's head, then the body as it arrives.
+fn serve_fill(
+    parts: &http::request::Parts,
+    head: Arc<FillHead>,
+    progress: tokio::sync::watch::Receiver<Progress>,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = head.status;
+    for (name, value) in &head.headers {
+        if name != header::CONTENT_LENGTH {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let (start, end) = match head.content_length {
+        Some(length) if head.status == StatusCode::OK => {
+            response
+                .headers_mut()
+                .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            match apply_range(parts, &mut response, length) {
+                Some(span) => span,
+                None => return response,
+            }
+        }
+        // Unknown length: ranges are ignored (the whole body, 200), as RFC 9110 allows.
+        Some(length) => (0, length),
+        None => {
+            if parts.method == Method::HEAD {
+                return response;
+            }
+            let body = fill::stream(Source::Fill { head, progress }, 0, None);
+            *response.body_mut() = body;
+            return response;
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, (end - start).into());
+    if parts.method != Method::HEAD && end > start {
+        *response.body_mut() = fill::stream(Source::Fill { head, progress }, start, Some(end));
+    }
+    response
+}
+
+/// Applies a `Range` header to a 200 of `length` bytes: sets 206 and `Content-Range`, or
+/// answers 416 (returning `None`). Returns the byte span to send.
+fn apply_range(
+    parts: &http::request::Parts,
+    response: &mut Response<ProxyBody>,
+    length: u64,
+) -> Option<(u64, u64)> {
+    let header = parts
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    match range::parse(header, length) {
+        RangeRequest::Full => Some((0, length)),
+        RangeRequest::Partial { start, end } => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let value = format!("bytes {start}-{}/{length}", end - 1);
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("digits"),
+            );
+            Some((start, end))
+        }
+        RangeRequest::Unsatisfiable => {
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let value = format!("bytes */{length}");
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("digits"),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, 0.into());
+            None
+        }
+    }
+}
+
+/// Whether the client's validators match the entry (RFC 9110 13.1.2, 13.1.3).
+fn not_modified(parts: &http::request::Parts, entry: &Entry) -> bool {
+    if let Some(tags) = parts
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        let Some(etag) = entry.meta.header("etag") else {
+            return false;
+        };
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return tags
+            .split(',')
+            .any(|t| t.trim() == "*" || weak(t) == weak(etag));
+    }
+    if let (Some(since), Some(modified)) = (
+        parts
+            .headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok()),
+        entry.meta.header("last-modified"),
+    ) && let (Ok(since), Ok(modified)) = (httpdate_parse(since), httpdate_parse(modified))
+    {
+        return modified <= since;
+    }
+    false
+}
+
+fn httpdate_parse(s: &str) -> Result<SystemTime, ()> {
+    httpdate::parse_http_date(s).map_err(|_| ())
+}

@@ -1,0 +1,154 @@
+//! The accept loop: one hyper HTTP/1.1 connection per client, a cap on connections, a header
+//! timeout against slow clients, periodic cache sweeps, and graceful shutdown (stop accepting,
+//! let transfers finish for the grace period, keep committed entries).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::access_log::{Line, LoggedBody};
+use crate::config::Config;
+use crate::error::Error;
+use crate::proxy::Proxy;
+use crate::store::Store;
+use crate::upstream::{self, ProxyBody};
+
+/// Most client connections served at once; further ones are closed at once, which keeps the
+/// process alive under a flood.
+const MAX_CONNECTIONS: usize = 8192;
+/// A client must send its request head within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often inactive and excess entries are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves `listener` until `shutdown` completes, then drains for `config.shutdown_grace`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let (dir, max_size, inactive) = (config.cache_dir.clone(), config.max_size, config.inactive);
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, max_size, inactive))
+        .await
+        .map_err(|e| Error::Cache(e.to_string()))??;
+    let client = upstream::client(&config)?;
+    if config.upstream_insecure {
+        eprintln!(
+            "autodeploy-cache: warning: --upstream-insecure: the upstream's certificate is not verified"
+        );
+    }
+    eprintln!(
+        "autodeploy-cache: listening on {}, upstream {}://{}, cache {} ({} entries, {} bytes)",
+        listener.local_addr().map_err(Error::Listen)?,
+        config.upstream_scheme,
+        config.upstream_authority,
+        config.cache_dir.display(),
+        store.len(),
+        store.size()
+    );
+    let grace = config.shutdown_grace;
+    let proxy = Arc::new(Proxy::new(config, client, Arc::new(store)));
+    let sweeper = {
+        let store = proxy.store().clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.sweep(SystemTime::now())).await;
+            }
+        })
+    };
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        eprintln!("autodeploy-cache: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = service_fn(move |request| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(respond(&proxy, request, client).await) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    drop(permit);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    sweeper.abort();
+    eprintln!(
+        "autodeploy-cache: shutting down; letting transfers finish for up to {}",
+        humantime::format_duration(grace)
+    );
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => eprintln!("autodeploy-cache: grace period over; closing the remaining connections"),
+    }
+    Ok(())
+}
+
+async fn respond(
+    proxy: &Arc<Proxy>,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<LoggedBody> {
+    let started = Instant::now();
+    let line = format!(
+        "{} {} {:?}",
+        request.method(),
+        request.uri(),
+        request.version()
+    );
+    let (response, cache) = proxy.handle(request, client).await;
+    let (mut parts, body) = response.into_parts();
+    if let Some(cache) = cache {
+        parts
+            .headers
+            .insert("x-cache-status", HeaderValue::from_static(cache.as_str()));
+    }
+    let body: ProxyBody = body.boxed();
+    let line = Line {
+        client,
+        request: line,
+        status: parts.status.as_u16(),
+        cache,
+        started,
+    };
+    Response::from_parts(parts, LoggedBody::new(body, line))
+}

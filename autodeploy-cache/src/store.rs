@@ -1,0 +1,456 @@
+//! The cache directory: committed entries, the in-memory index rebuilt from it at start, and
+//! eviction (`--inactive`, then least recently used above `--max-size`).
+//!
+//! Layout: `<cache-dir>/<c>/<29>/<hash>` for entries, `<cache-dir>/tmp/` for fills in
+//! progress (removed at start: a crash leaves only those behind, never a torn entry).
+//!
+//! Durability: a fill's file is `fsync`ed before it is renamed into place and the directory
+//! is `fsync`ed after, so after power loss an entry is either whole or absent. The file fsync
+//! costs one flush of the object's dirty pages per fill (on this class of machine a few
+//! milliseconds for small objects, up to the disk's write time for large ones); it happens
+//! once per object, after all clients have been sent the data, so it delays no client.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{ErrorKind, Read as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::cache_key::CacheKey;
+use crate::entry::{self, EntryMeta, PRELUDE_LEN};
+use crate::error::Error;
+
+/// A committed entry opened for reading. The open file keeps working if the entry is evicted
+/// or replaced meanwhile.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The entry file.
+    pub file: Arc<File>,
+    /// Stored metadata.
+    pub meta: Arc<EntryMeta>,
+    /// Where the body starts.
+    pub body_offset: u64,
+    /// Body length.
+    pub body_len: u64,
+    /// Unix seconds after which it is stale.
+    pub expires_at: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    size: u64,
+    last_used: SystemTime,
+    /// Monotonic use counter for LRU order (wall-clock ties are common).
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    slots: HashMap<String, Slot>,
+    total: u64,
+    tick: u64,
+}
+
+/// The cache directory and its index.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+    max_size: u64,
+    inactive: Duration,
+    index: Mutex<Index>,
+    temp_counter: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the cache directory, removes stray temp files and rebuilds
+    /// the index from entry headers. Corrupt entries are removed.
+    pub fn open(root: &Path, max_size: u64, inactive: Duration) -> Result<Self, Error> {
+        let err =
+            |what: &str, e: std::io::Error| Error::Cache(format!("{what} {}: {e}", root.display()));
+        std::fs::create_dir_all(root).map_err(|e| err("cannot create", e))?;
+        let tmp = root.join("tmp");
+        match std::fs::remove_dir_all(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(err("cannot clear tmp/ in", e)),
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| err("cannot create tmp/ in", e))?;
+        let store = Self {
+            root: root.to_path_buf(),
+            tmp,
+            max_size,
+            inactive,
+            index: Mutex::new(Index::default()),
+            temp_counter: AtomicU64::new(0),
+        };
+        store.rebuild();
+        store.sweep(SystemTime::now());
+        Ok(store)
+    }
+
+    fn rebuild(&self) {
+        let mut index = self.index.lock().unwrap();
+        for level1 in read_dir(&self.root) {
+            if level1.file_name() == Some("tmp".as_ref()) || !level1.is_dir() {
+                continue;
+            }
+            for level2 in read_dir(&level1) {
+                for path in read_dir(&level2) {
+                    let Some(name) = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(str::to_string)
+                    else {
+                        continue;
+                    };
+                    match check_file(&path) {
+                        Some(size) => {
+                            let last_used = std::fs::metadata(&path)
+                                .and_then(|m| m.modified())
+                                .unwrap_or_else(|_| SystemTime::now());
+                            index.tick += 1;
+                            let tick = index.tick;
+                            index.total += size;
+                            index.slots.insert(
+                                name,
+                                Slot {
+                                    size,
+                                    last_used,
+                                    tick,
+                                },
+                            );
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes of committed entries.
+    pub fn size(&self) -> u64 {
+        self.index.lock().unwrap().total
+    }
+
+    /// Number of committed entries.
+    pub fn len(&self) -> usize {
+        self.index.lock().unwrap().slots.len()
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Opens the entry for `key`, if there is a whole one. A file that is corrupt or belongs to
+    /// another key (a hash collision) is a miss; a corrupt one is removed.
+    pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
+        if !self.index.lock().unwrap().slots.contains_key(key.hash()) {
+            return None;
+        }
+        let path = key.path_in(&self.root);
+        match open_entry(&path) {
+            Ok(entry) if entry.meta.key == key.as_str() => {
+                self.touch(key);
+                Some(entry)
+            }
+            Ok(_) => None,
+            Err(_) => {
+                self.forget(key);
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    fn touch(&self, key: &CacheKey) {
+        let mut index = self.index.lock().unwrap();
+        index.tick += 1;
+        let tick = index.tick;
+        if let Some(slot) = index.slots.get_mut(key.hash()) {
+            slot.last_used = SystemTime::now();
+            slot.tick = tick;
+        }
+    }
+
+    fn forget(&self, key: &CacheKey) {
+        let mut index = self.index.lock().unwrap();
+        if let Some(slot) = index.slots.remove(key.hash()) {
+            index.total -= slot.size;
+        }
+    }
+
+    /// A new temp file for a fill, in the cache directory so the rename is atomic.
+    pub fn temp_file(&self) -> std::io::Result<(PathBuf, File)> {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.tmp.join(format!("{}-{n}.fill", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, file))
+    }
+
+    /// Makes a finished fill visible: writes the body length, syncs, renames into place,
+    /// syncs the directory, indexes it and evicts above `--max-size`. Blocking.
+    pub fn commit(
+        &self,
+        key: &CacheKey,
+        temp: &Path,
+        file: &File,
+        body_len: u64,
+    ) -> std::io::Result<()> {
+        file.write_all_at(
+            entry::number_field(body_len).as_bytes(),
+            entry::BODY_LEN_OFFSET,
+        )?;
+        file.sync_all()?;
+        let size = file.metadata()?.len();
+        let path = key.path_in(&self.root);
+        let dir = path.parent().expect("entry paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(temp, &path)?;
+        File::open(dir)?.sync_all()?;
+        {
+            let mut index = self.index.lock().unwrap();
+            index.tick += 1;
+            let tick = index.tick;
+            let old = index.slots.insert(
+                key.hash().to_string(),
+                Slot {
+                    size,
+                    last_used: SystemTime::now(),
+                    tick,
+                },
+            );
+            index.total = index.total + size - old.map_or(0, |s| s.size);
+        }
+        self.evict_over_size();
+        Ok(())
+    }
+
+    /// Records a new expiry for an entry confirmed by the upstream (304).
+    pub fn set_expiry(&self, key: &CacheKey, entry: &Entry, expires_at: u64) {
+        let _ = entry.file.write_all_at(
+            entry::number_field(expires_at).as_bytes(),
+            entry::EXPIRES_OFFSET,
+        );
+        self.touch(key);
+    }
+
+    /// Removes entries unused for `--inactive`, then the least recently used above
+    /// `--max-size`.
+    pub fn sweep(&self, now: SystemTime) {
+        let victims: Vec<String> = {
+            let mut index = self.index.lock().unwrap();
+            let old: Vec<String> = index
+                .slots
+                .iter()
+                .filter(|(_, s)| {
+                    now.duration_since(s.last_used).unwrap_or_default() > self.inactive
+                })
+                .map(|(h, _)| h.clone())
+                .collect();
+            for hash in &old {
+                if let Some(slot) = index.slots.remove(hash) {
+                    index.total -= slot.size;
+                }
+            }
+            old
+        };
+        self.remove_files(&victims);
+        self.evict_over_size();
+    }
+
+    fn evict_over_size(&self) {
+        let victims: Vec<String> = {
+            let mut index = self.index.lock().unwrap();
+            if index.total <= self.max_size {
+                return;
+            }
+            let mut by_age: Vec<(u64, String)> = index
+                .slots
+                .iter()
+                .map(|(h, s)| (s.tick, h.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let mut victims = Vec::new();
+            for (_, hash) in by_age {
+                if index.total <= self.max_size {
+                    break;
+                }
+                if let Some(slot) = index.slots.remove(&hash) {
+                    index.total -= slot.size;
+                    victims.push(hash);
+                }
+            }
+            victims
+        };
+        self.remove_files(&victims);
+    }
+
+    fn remove_files(&self, hashes: &[String]) {
+        for hash in hashes {
+            let n = hash.len();
+            let path = self
+                .root
+                .join(&hash[n - 1..])
+                .join(&hash[n - 3..n - 1])
+                .join(hash);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The file's size if it is a whole entry (prelude, metadata and body length agree).
+fn check_file(path: &Path) -> Option<u64> {
+    let mut file = File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut prelude = [0u8; PRELUDE_LEN as usize];
+    file.read_exact(&mut prelude).ok()?;
+    let prelude = entry::decode_prelude(&prelude).ok()?;
+    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
+    file.read_exact(&mut meta).ok()?;
+    entry::decode_meta(&meta).ok()?;
+    (prelude.header_len + prelude.body_len == size).then_some(size)
+}
+
+fn open_entry(path: &Path) -> Result<Entry, entry::Corrupt> {
+    let file = File::open(path).map_err(|_| entry::Corrupt("cannot open"))?;
+    let size = file
+        .metadata()
+        .map_err(|_| entry::Corrupt("cannot stat"))?
+        .len();
+    let mut prelude = [0u8; PRELUDE_LEN as usize];
+    file.read_exact_at(&mut prelude, 0)
+        .map_err(|_| entry::Corrupt("short"))?;
+    let prelude = entry::decode_prelude(&prelude)?;
+    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
+    file.read_exact_at(&mut meta, PRELUDE_LEN)
+        .map_err(|_| entry::Corrupt("short"))?;
+    let meta = entry::decode_meta(&meta)?;
+    if prelude.header_len + prelude.body_len != size {
+        return Err(entry::Corrupt("size does not match"));
+    }
+    Ok(Entry {
+        file: Arc::new(file),
+        meta: Arc::new(meta),
+        body_offset: prelude.header_len,
+        body_len: prelude.body_len,
+        expires_at: prelude.expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(store: &Store, key: &CacheKey, body: &[u8]) {
+        let (path, file) = store.temp_file().unwrap();
+        let meta = EntryMeta {
+            key: key.as_str().into(),
+            status: 200,
+            headers: vec![],
+            stored_at: 0,
+        };
+        let header = entry::encode_header(&meta, u64::MAX / 2);
+        file.write_all_at(&header, 0).unwrap();
+        file.write_all_at(body, header.len() as u64).unwrap();
+        store.commit(key, &path, &file, body.len() as u64).unwrap();
+    }
+
+    #[test]
+    fn commit_lookup_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
+        let key = CacheKey::new("vc:6501", "/a", None);
+        assert!(store.lookup(&key).is_none());
+        fill(&store, &key, b"hello");
+        let entry = store.lookup(&key).unwrap();
+        let mut body = vec![0; entry.body_len as usize];
+        entry
+            .file
+            .read_exact_at(&mut body, entry.body_offset)
+            .unwrap();
+        assert_eq!(body, b"hello");
+        std::fs::write(dir.path().join("tmp/stray.fill"), b"x").unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
+        assert_eq!(store.len(), 1);
+        assert!(store.lookup(&key).is_some());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn lru_eviction_above_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 3000, Duration::from_secs(3600)).unwrap();
+        let keys: Vec<CacheKey> = (0..3)
+            .map(|i| CacheKey::new("vc", &format!("/{i}"), None))
+            .collect();
+        fill(&store, &keys[0], &[1; 1000]);
+        fill(&store, &keys[1], &[2; 1000]);
+        assert!(
+            store.lookup(&keys[0]).is_some(),
+            "touch 0: 1 is now least recent"
+        );
+        fill(&store, &keys[2], &[3; 1000]);
+        assert!(store.size() <= 3000);
+        assert!(store.lookup(&keys[1]).is_none());
+        assert!(store.lookup(&keys[0]).is_some());
+        assert!(store.lookup(&keys[2]).is_some());
+    }
+
+    #[test]
+    fn corrupt_and_foreign_files_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
+        let key = CacheKey::new("vc", "/x", None);
+        fill(&store, &key, b"0123456789");
+        let path = key.path_in(dir.path());
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        assert!(store.lookup(&key).is_none(), "a short body is never served");
+        assert!(!path.exists(), "and it is removed");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"garbage").unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
+        assert_eq!(store.len(), 0);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn inactive_entries_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(60)).unwrap();
+        let key = CacheKey::new("vc", "/old", None);
+        fill(&store, &key, b"x");
+        store.sweep(SystemTime::now() + Duration::from_secs(30));
+        assert_eq!(store.len(), 1);
+        store.sweep(SystemTime::now() + Duration::from_secs(120));
+        assert_eq!(store.len(), 0);
+        assert!(!key.path_in(dir.path()).exists());
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of autodeploy-cache.
+
+mod support;
