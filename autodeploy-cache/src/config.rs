@@ -79,6 +79,8 @@ pub struct Config {
     pub upstream_header_timeout: Duration,
     /// A fill whose upstream sends nothing for this long fails.
     pub fill_idle_timeout: Duration,
+    /// How often inactive and excess entries are swept.
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -131,6 +133,7 @@ impl Config {
             shutdown_grace: parse_duration("--shutdown-grace", &args.shutdown_grace)?,
             upstream_header_timeout: Duration::from_secs(30),
             fill_idle_timeout: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(60),
         })
     }
 }

@@ -223,13 +223,25 @@ async fn fetch(
         Ok(Ok(response)) => response,
     };
     let now = SystemTime::now();
-    if response.status() == StatusCode::NOT_MODIFIED {
-        if let Some(entry) = &stale {
-            let expires_at =
-                unix(now) + freshness(policy_request, &response, now, ctx.valid).as_secs();
-            ctx.store.set_expiry(&fill.key, entry, expires_at);
-            return FillEnd::NotModified;
+    if response.status() == StatusCode::NOT_MODIFIED
+        && let Some(entry) = &stale
+    {
+        // The stored headers, updated by the 304's (RFC 9111 4.3.4), decide the new freshness.
+        let mut merged = http::Response::new(());
+        for (name, value) in &entry.meta.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                merged.headers_mut().append(n, v);
+            }
         }
+        for (name, value) in response.headers() {
+            merged.headers_mut().insert(name.clone(), value.clone());
+        }
+        let expires_at = unix(now) + freshness(policy_request, &merged, now, ctx.valid).as_secs();
+        ctx.store.set_expiry(&fill.key, expires_at);
+        return FillEnd::NotModified;
     }
     let storable = is_storable(policy_request, &response, now);
     let expires_at = unix(now) + freshness(policy_request, &response, now, ctx.valid).as_secs();
@@ -307,6 +319,8 @@ async fn fetch(
             false,
         );
     }
+    // Readers have every byte now: release them before the commit's fsync.
+    fill.publish(|p| p.end = Some(FillEnd::Complete));
     if storable {
         let store = ctx.store.clone();
         let key = fill.key.clone();

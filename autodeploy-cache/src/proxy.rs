@@ -59,11 +59,17 @@ impl Proxy {
         &self.store
     }
 
-    /// Handles one request.
+    /// Fills in progress (shutdown waits for them).
+    pub fn fills(&self) -> &Arc<Fills> {
+        &self.fills
+    }
+
+    /// Handles one request that arrived on `local` (our own address) from `client`.
     pub async fn handle(
         self: &Arc<Self>,
         request: Request<Incoming>,
         client: SocketAddr,
+        local: SocketAddr,
     ) -> Answer {
         if request.method() == Method::CONNECT {
             return (
@@ -75,14 +81,14 @@ impl Proxy {
             );
         }
         if let Some(authority) = request.uri().authority() {
-            let host = request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok());
-            let ours = host.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str()))
-                || authority
-                    .as_str()
-                    .eq_ignore_ascii_case(&self.config.upstream_authority);
+            // Absolute-form is accepted only when it names this proxy or its upstream;
+            // anything else is an open-proxy probe.
+            let ours = authority
+                .as_str()
+                .eq_ignore_ascii_case(&self.config.upstream_authority)
+                || authority.as_str() == local.to_string()
+                || (authority.port_u16() == Some(local.port())
+                    && matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]"));
             if !ours {
                 return (
                     plain(
@@ -120,15 +126,22 @@ impl Proxy {
     async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
         let key = self.key(&parts);
         if let Some(fill) = self.fills.find(&key) {
+            let progress = fill.subscribe();
+            // A fill that has every byte (its commit may still be syncing) serves as a hit.
+            let complete = {
+                let p = progress.borrow();
+                p.end == Some(FillEnd::Complete)
+                    || p.head
+                        .as_ref()
+                        .is_some_and(|h| h.content_length == Some(p.written))
+            };
+            let status = if complete {
+                CacheStatus::Hit
+            } else {
+                CacheStatus::Miss
+            };
             return self
-                .from_fill(
-                    &parts,
-                    client,
-                    fill.subscribe(),
-                    false,
-                    CacheStatus::Miss,
-                    None,
-                )
+                .from_fill(&parts, client, progress, false, status, None)
                 .await;
         }
         let store = self.store.clone();

@@ -30,8 +30,6 @@ use crate::upstream::{self, ProxyBody};
 const MAX_CONNECTIONS: usize = 8192;
 /// A client must send its request head within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often inactive and excess entries are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `listener` until `shutdown` completes, then drains for `config.shutdown_grace`.
 pub async fn run(
@@ -59,11 +57,12 @@ pub async fn run(
         store.size()
     );
     let grace = config.shutdown_grace;
+    let sweep_interval = config.sweep_interval;
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store)));
     let sweeper = {
         let store = proxy.store().clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(SWEEP_EVERY);
+            let mut every = tokio::time::interval(sweep_interval);
             every.tick().await;
             loop {
                 every.tick().await;
@@ -92,10 +91,11 @@ pub async fn run(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(local) = stream.local_addr() else { continue };
                 let proxy = proxy.clone();
                 let service = service_fn(move |request| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(respond(&proxy, request, client).await) }
+                    async move { Ok::<_, Infallible>(respond(&proxy, request, client, local).await) }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -116,8 +116,16 @@ pub async fn run(
         "autodeploy-cache: shutting down; letting transfers finish for up to {}",
         humantime::format_duration(grace)
     );
+    // Connections finish their transfers, and fills in progress get to commit, within the
+    // grace period.
+    let drained = async {
+        graceful.shutdown().await;
+        while !proxy.fills().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drained => {}
         () = tokio::time::sleep(grace) => eprintln!("autodeploy-cache: grace period over; closing the remaining connections"),
     }
     Ok(())
@@ -127,6 +135,7 @@ async fn respond(
     proxy: &Arc<Proxy>,
     request: Request<Incoming>,
     client: SocketAddr,
+    local: SocketAddr,
 ) -> Response<LoggedBody> {
     let started = Instant::now();
     let line = format!(
@@ -135,7 +144,7 @@ async fn respond(
         request.uri(),
         request.version()
     );
-    let (response, cache) = proxy.handle(request, client).await;
+    let (response, cache) = proxy.handle(request, client, local).await;
     let (mut parts, body) = response.into_parts();
     if let Some(cache) = cache {
         parts

@@ -236,12 +236,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records a new expiry for an entry confirmed by the upstream (304).
-    pub fn set_expiry(&self, key: &CacheKey, entry: &Entry, expires_at: u64) {
-        let _ = entry.file.write_all_at(
-            entry::number_field(expires_at).as_bytes(),
-            entry::EXPIRES_OFFSET,
-        );
+    /// Records a new expiry for an entry confirmed by the upstream (304), in place.
+    pub fn set_expiry(&self, key: &CacheKey, expires_at: u64) {
+        let path = key.path_in(&self.root);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| {
+                f.write_all_at(
+                    entry::number_field(expires_at).as_bytes(),
+                    entry::EXPIRES_OFFSET,
+                )
+            });
+        if let Err(e) = written {
+            eprintln!(
+                "autodeploy-cache: cannot update the expiry of {}: {e}",
+                path.display()
+            );
+        }
         self.touch(key);
     }
 

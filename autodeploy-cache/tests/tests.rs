@@ -1,3 +1,7 @@
-//! Integration tests of autodeploy-cache.
+//! Integration tests of autodeploy-cache: the proxy in-process on an ephemeral port, a fake
+//! Auto Deploy origin over HTTPS, real sockets throughout.
 
 mod support;
+
+mod caching;
+mod storm;

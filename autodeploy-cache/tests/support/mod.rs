@@ -1,1 +1,221 @@
-//! Test support.
+//! Test support: the fake origin, the proxy started in-process on an ephemeral port, and an
+//! HTTP client that checks bodies against the origin's generator as they stream.
+
+#![allow(dead_code)]
+
+pub mod origin;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser as _;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+
+/// A proxy running in this process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), autodeploy_cache::Error>>,
+}
+
+impl Proxy {
+    /// Starts the proxy with `flags` (plus `--upstream`, `--upstream-ca` and `--cache-dir`).
+    pub async fn start(upstream: &str, ca_file: &Path, cache_dir: &Path, flags: &[&str]) -> Self {
+        let mut args = vec![
+            "autodeploy-cache".to_string(),
+            "--upstream".into(),
+            upstream.into(),
+            "--upstream-ca".into(),
+            ca_file.display().to_string(),
+            "--cache-dir".into(),
+            cache_dir.display().to_string(),
+            "--shutdown-grace".into(),
+            "5s".into(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let config = autodeploy_cache::Config::from_args(
+            autodeploy_cache::Args::try_parse_from(args).unwrap(),
+            None,
+        )
+        .unwrap();
+        Self::start_with(config).await
+    }
+
+    pub async fn start_with(config: autodeploy_cache::Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(autodeploy_cache::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, target: &str) -> String {
+        format!("http://{}{target}", self.addr)
+    }
+
+    /// Graceful shutdown; waits until `run` returns.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Fetched {
+    pub fn cache(&self) -> &str {
+        self.headers
+            .get("x-cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET (or another method) with extra headers; reads the whole body.
+pub async fn fetch(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Fetched, String> {
+    let mut request = Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        request = request.header(*n, *v);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), client().request(request))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(120), body.collect())
+        .await
+        .map_err(|_| "body timeout".to_string())?
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+pub async fn get(url: &str) -> Fetched {
+    fetch("GET", url, &[], b"").await.unwrap()
+}
+
+/// What a streaming GET saw: status, cache status, when the first body byte came, and
+/// whether every byte matched the generator.
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: StatusCode,
+    pub cache: String,
+    pub first_byte: Option<Instant>,
+    pub len: u64,
+    pub correct: bool,
+}
+
+/// GETs `url` and compares the body with `seed`'s bytes as it arrives, without keeping it.
+pub async fn stream_check(url: String, seed: u64) -> Result<Streamed, String> {
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .get(url.parse().unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let cache = response
+        .headers()
+        .get("x-cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut body = response.into_body();
+    let mut len = 0u64;
+    let mut correct = true;
+    let mut first_byte = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body aborted at {len}: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            first_byte.get_or_insert_with(Instant::now);
+            for (i, b) in data.iter().enumerate() {
+                if *b != origin::byte_at(seed, len + i as u64) {
+                    correct = false;
+                }
+            }
+            len += data.len() as u64;
+        }
+    }
+    Ok(Streamed {
+        status,
+        cache,
+        first_byte,
+        len,
+        correct,
+    })
+}
+
+/// Polls `check` until it holds, for at most `within`.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// Files under the cache directory, `tmp/` excluded, and their total size.
+pub fn cache_files(dir: &Path) -> (usize, u64) {
+    let mut count = 0;
+    let mut size = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name() != Some("tmp".as_ref()) {
+                    stack.push(path);
+                }
+            } else {
+                count += 1;
+                size += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (count, size)
+}
+
+/// Files in the cache's `tmp/`.
+pub fn temp_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
