@@ -11,7 +11,7 @@ ifndef CONFIG
 	@echo "To build the Auto Deploy script bundle: make bundle CONFIG=path/to/config.toml (see bundle/config.example.toml)"
 endif
 
-build: dist/esxi-tweet
+build: dist/esxi-tweet dist/autodeploy-cache
 
 # Always ask cargo: it knows whether sources changed.
 dist/esxi-tweet: FORCE
@@ -19,6 +19,12 @@ dist/esxi-tweet: FORCE
 	@mkdir -p dist
 	cp target/$(MUSL)/release/esxi-tweet target/$(MUSL)/release/esxi-tweet-bundle dist/
 	@echo "built dist/esxi-tweet ($$(stat -c %s dist/esxi-tweet) bytes)"
+
+dist/autodeploy-cache: FORCE
+	$(CARGO) build --release --locked --target $(MUSL) -p autodeploy-cache
+	@mkdir -p dist
+	cp target/$(MUSL)/release/autodeploy-cache dist/autodeploy-cache
+	@echo "built dist/autodeploy-cache ($$(stat -c %s dist/autodeploy-cache) bytes)"
 
 FORCE:
 
@@ -29,7 +35,7 @@ endif
 	dist/esxi-tweet-bundle --config $(CONFIG) --binary dist/esxi-tweet --output dist/esxi-tweet-bundle.tgz
 
 test: build lint
-	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet $(CARGO) test --locked --workspace
+	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

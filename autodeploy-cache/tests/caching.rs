@@ -410,3 +410,72 @@ async fn open_proxy_requests_are_refused_without_upstream_contact() {
     );
     assert!(raw(s.proxy.addr, &own).await.starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_host_is_part_of_the_key() {
+    let s = setup(&["--forward-host"]).await;
+    let target = "/blob/64?seed=40";
+    let a = fetch("GET", &s.proxy.url(target), &[("host", "a.example")], b"")
+        .await
+        .unwrap();
+    let b = fetch("GET", &s.proxy.url(target), &[("host", "b.example")], b"")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.cache(), b.cache()),
+        ("MISS", "MISS"),
+        "one host's entry is not another's"
+    );
+    let seen = s.origin.seen();
+    assert_eq!(seen[0].headers["host"], "a.example");
+    assert_eq!(seen[1].headers["host"], "b.example");
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &s.dir.path().join("cache")
+        )
+        .0 == 2)
+        .await
+    );
+    let again = fetch("GET", &s.proxy.url(target), &[("host", "a.example")], b"")
+        .await
+        .unwrap();
+    assert_eq!(again.cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_forward_host_the_client_host_cannot_split_or_poison_the_cache() {
+    let s = setup(&[]).await;
+    let target = "/blob/64?seed=41";
+    fetch(
+        "GET",
+        &s.proxy.url(target),
+        &[
+            ("host", "evil.example"),
+            ("x-forwarded-host", "evil.example"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &s.dir.path().join("cache")
+        )
+        .0 == 1)
+        .await
+    );
+    let other = fetch(
+        "GET",
+        &s.proxy.url(target),
+        &[("host", "good.example")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.cache(), "HIT");
+    assert_eq!(other.body, expected(41, 0, 64));
+    assert_eq!(
+        s.origin.seen()[0].headers["host"],
+        format!("127.0.0.1:{}", s.origin.port).as_str()
+    );
+}

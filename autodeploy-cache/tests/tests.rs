@@ -4,4 +4,5 @@
 mod support;
 
 mod caching;
+mod deploy;
 mod storm;

@@ -1,0 +1,102 @@
+//! The shipped binary as a container would run it: a root holding nothing but the binary and
+//! a CA file, the upstream given as the nginx container's `AUTO_DEPLOY=host:port`, logs on
+//! stdout, and a graceful exit on SIGTERM that keeps what was cached.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::origin::{Origin, expected};
+use crate::support::{eventually, get};
+
+/// The static build from `make` (`AUTODEPLOY_CACHE_BIN`); cargo's own build otherwise, which
+/// is dynamically linked and so runs outside the empty root.
+fn binary() -> (PathBuf, bool) {
+    match std::env::var_os("AUTODEPLOY_CACHE_BIN") {
+        Some(path) => (PathBuf::from(path), true),
+        None => (PathBuf::from(env!("CARGO_BIN_EXE_autodeploy-cache")), false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_from_an_empty_root_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let (binary, is_static) = binary();
+    let mut command = if is_static {
+        std::fs::copy(&binary, root.join("autodeploy-cache")).unwrap();
+        std::fs::copy(&origin.ca_file, root.join("ca.pem")).unwrap();
+        let mut c = Command::new("chroot");
+        c.arg(&root).arg("/autodeploy-cache");
+        c.args(["--cache-dir", "/cache", "--upstream-ca", "/ca.pem"]);
+        c
+    } else {
+        let mut c = Command::new(&binary);
+        c.arg("--cache-dir").arg(root.join("cache"));
+        c.arg("--upstream-ca").arg(&origin.ca_file);
+        c
+    };
+    let mut child = command
+        .args(["--listen", "127.0.0.1:0", "--shutdown-grace", "10s"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("AUTO_DEPLOY", format!("127.0.0.1:{}", origin.port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Readiness: the start-up line names the bound address.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(n > 0, "the proxy exited before listening");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap().to_string();
+        }
+    };
+    let url = format!("http://{addr}/blob/100000?seed=31");
+    let first = get(&url).await;
+    assert_eq!((first.status.as_u16(), first.cache()), (200, "MISS"));
+    assert_eq!(first.body, expected(31, 0, 100000));
+    let cache = root.join("cache");
+    assert!(
+        eventually(Duration::from_secs(10), || crate::support::cache_files(
+            &cache
+        )
+        .0 == 1)
+        .await
+    );
+    assert_eq!(get(&url).await.cache(), "HIT");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    let log = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        log.contains("\"GET /blob/100000?seed=31 HTTP/1.1\" 200 100000"),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.ends_with(" MISS")) && log.lines().any(|l| l.ends_with(" HIT")),
+        "{log}"
+    );
+    assert_eq!(
+        crate::support::cache_files(&cache).0,
+        1,
+        "entries survive the shutdown"
+    );
+    assert_eq!(origin.count("/blob/100000?seed=31"), 1);
+}
