@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build bundle test lint clean
+.PHONY: all build bundle test lint clean bench demo bench-tools
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build $(if $(CONFIG),bundle)
@@ -36,6 +36,18 @@ endif
 
 test: build lint
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
+
+# Benchmarks: timing targets live here, never in `make test`.
+BENCH_PACKAGES := nginx-light wrk iperf3 time hyperfine openssl curl
+bench-tools:
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
+
+bench: build bench-tools
+	python3 scripts/bench.py
+
+demo: build bench-tools
+	python3 scripts/demo.py
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -28,9 +28,12 @@ use crate::headers;
 use crate::store::{Entry, Store};
 use crate::upstream::{BoxError, ProxyBody, Upstream};
 
-/// Bytes read from a cache file per frame sent to a client. Small enough that hundreds of
-/// concurrent readers stay within tens of MiB, large enough to keep syscalls cheap.
+/// Bytes read from a growing fill per frame sent to a client. Small enough that hundreds of
+/// concurrent readers of a storm stay within tens of MiB.
 const CHUNK: usize = 64 * 1024;
+/// Bytes read from a committed entry per frame: larger, for throughput on hot hits (hyper
+/// asks for the next frame only when the socket took the last, so memory stays bounded).
+const HIT_CHUNK: usize = 128 * 1024;
 
 /// The upstream's response head, as clients will see it.
 #[derive(Debug)]
@@ -445,54 +448,99 @@ pub enum Source {
 /// A response body that streams bytes `start..end` (`end` `None`: to the end of the body) from
 /// `source`, following a fill as it grows. A failed fill aborts the body with an error.
 pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
-    tokio::spawn(async move {
-        if let Err(e) = pump(source, start, end, &tx).await {
-            let _ = tx.send(Err(e)).await;
+    match source {
+        Source::Entry(entry) => {
+            let end = end.unwrap_or(entry.body_len).min(entry.body_len);
+            EntryBody {
+                file: entry.file,
+                offset: entry.body_offset,
+                pos: start.min(end),
+                end,
+            }
+            .boxed()
         }
-    });
-    ChannelBody { rx }.boxed()
+        Source::Fill { head, progress } => {
+            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
+            tokio::spawn(async move {
+                if let Err(e) = pump(head, progress, start, end, &tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+            ChannelBody { rx }.boxed()
+        }
+    }
 }
 
+/// The body of a committed entry, read straight from the file as hyper asks for it: no task,
+/// no channel. The positional reads are served from the page cache for hot entries, which is
+/// why they are done inline rather than on the blocking pool.
+struct EntryBody {
+    file: Arc<File>,
+    offset: u64,
+    pos: u64,
+    end: u64,
+}
+
+impl hyper::body::Body for EntryBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        if self.pos >= self.end {
+            return std::task::Poll::Ready(None);
+        }
+        let len = (self.end - self.pos).min(HIT_CHUNK as u64) as usize;
+        let mut buf = bytes::BytesMut::zeroed(len);
+        let result = self.file.read_exact_at(&mut buf, self.offset + self.pos);
+        std::task::Poll::Ready(Some(match result {
+            Ok(()) => {
+                self.pos += len as u64;
+                Ok(hyper::body::Frame::data(buf.freeze()))
+            }
+            Err(e) => Err(e.into()),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.end - self.pos)
+    }
+}
+
+/// Follows a fill: sends bytes `start..end` as they are written, waits for more, and fails
+/// when the fill fails.
 async fn pump(
-    source: Source,
+    head: Arc<FillHead>,
+    mut progress: watch::Receiver<Progress>,
     start: u64,
     end: Option<u64>,
     tx: &mpsc::Sender<Result<Bytes, BoxError>>,
 ) -> Result<(), BoxError> {
-    let (file, offset, mut progress, whole) = match source {
-        Source::Entry(e) => (e.file, e.body_offset, None, Some(e.body_len)),
-        Source::Fill { head, progress } => {
-            (head.file.clone(), head.body_offset, Some(progress), None)
-        }
-    };
     let mut pos = start;
     loop {
-        let (available, finished) = match (&mut progress, whole) {
-            (None, Some(len)) => (len, true),
-            (Some(rx), _) => {
-                let p = rx.borrow_and_update();
-                match &p.end {
-                    Some(FillEnd::Failed { reason, .. }) => return Err(reason.clone().into()),
-                    Some(FillEnd::Complete) => (p.written, true),
-                    Some(_) => return Err("fill ended without a body".into()),
-                    None => (p.written, false),
-                }
+        let (available, finished) = {
+            let p = progress.borrow_and_update();
+            match &p.end {
+                Some(FillEnd::Failed { reason, .. }) => return Err(reason.clone().into()),
+                Some(FillEnd::Complete) => (p.written, true),
+                Some(_) => return Err("fill ended without a body".into()),
+                None => (p.written, false),
             }
-            (None, None) => unreachable!("an entry has a length"),
         };
         let limit = end.map_or(available, |e| e.min(available));
         if pos < limit {
             let len = (limit - pos).min(CHUNK as u64) as usize;
-            let file = file.clone();
-            let at = offset + pos;
-            let chunk = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
-            })
-            .await??;
+            // Bytes the fill wrote moments ago: in the page cache, so read inline.
+            let mut buf = bytes::BytesMut::zeroed(len);
+            head.file.read_exact_at(&mut buf, head.body_offset + pos)?;
             pos += len as u64;
-            if tx.send(Ok(chunk)).await.is_err() {
+            if tx.send(Ok(buf.freeze())).await.is_err() {
                 return Ok(()); // the client left
             }
             continue;
@@ -500,9 +548,7 @@ async fn pump(
         if end.is_some_and(|e| pos >= e) || finished {
             return Ok(());
         }
-        if let Some(rx) = &mut progress
-            && rx.changed().await.is_err()
-        {
+        if progress.changed().await.is_err() {
             return Err("fill went away".into());
         }
     }

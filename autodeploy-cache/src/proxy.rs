@@ -144,12 +144,8 @@ impl Proxy {
                 .from_fill(&parts, client, progress, false, status, None)
                 .await;
         }
-        let store = self.store.clone();
-        let lookup_key = key.clone();
-        let entry = tokio::task::spawn_blocking(move || store.lookup(&lookup_key))
-            .await
-            .ok()
-            .flatten();
+        // Inline: an open entry is remembered, a new one is a few reads from the page cache.
+        let entry = self.store.lookup(&key);
         match entry {
             Some(entry) if entry.expires_at > unix_now() => {
                 (serve_entry(&parts, entry), Some(CacheStatus::Hit))
@@ -265,12 +261,7 @@ impl Proxy {
         match (head, end) {
             (_, Some(FillEnd::NotModified)) => match stale {
                 Some(entry) => {
-                    let store = self.store.clone();
-                    let key = self.key(parts);
-                    let fresh = tokio::task::spawn_blocking(move || store.lookup(&key))
-                        .await
-                        .ok()
-                        .flatten();
+                    let fresh = self.store.lookup(&self.key(parts));
                     (
                         serve_entry(parts, fresh.unwrap_or(entry)),
                         Some(CacheStatus::Revalidated),

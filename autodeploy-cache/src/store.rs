@@ -62,8 +62,13 @@ pub struct Store {
     max_size: u64,
     inactive: Duration,
     index: Mutex<Index>,
+    /// Entries already opened and parsed, so a hot hit costs no open, no parse.
+    open: Mutex<HashMap<String, Entry>>,
     temp_counter: AtomicU64,
 }
+
+/// Most entries kept open at once (one file descriptor each).
+const MAX_OPEN: usize = 1024;
 
 impl Store {
     /// Opens (creating if needed) the cache directory, removes stray temp files and rebuilds
@@ -85,6 +90,7 @@ impl Store {
             max_size,
             inactive,
             index: Mutex::new(Index::default()),
+            open: Mutex::new(HashMap::new()),
             temp_counter: AtomicU64::new(0),
         };
         store.rebuild();
@@ -154,15 +160,27 @@ impl Store {
         if !self.index.lock().unwrap().slots.contains_key(key.hash()) {
             return None;
         }
+        let remembered = self.open.lock().unwrap().get(key.hash()).cloned();
+        if let Some(entry) = remembered
+            && entry.meta.key == key.as_str()
+        {
+            self.touch(key);
+            return Some(entry);
+        }
         let path = key.path_in(&self.root);
         match open_entry(&path) {
             Ok(entry) if entry.meta.key == key.as_str() => {
                 self.touch(key);
+                let mut open = self.open.lock().unwrap();
+                if open.len() >= MAX_OPEN {
+                    open.clear();
+                }
+                open.insert(key.hash().to_string(), entry.clone());
                 Some(entry)
             }
             Ok(_) => None,
             Err(_) => {
-                self.forget(key);
+                self.forget(key.hash());
                 let _ = std::fs::remove_file(&path);
                 None
             }
@@ -179,9 +197,11 @@ impl Store {
         }
     }
 
-    fn forget(&self, key: &CacheKey) {
+    /// Drops `hash` from the index and the open entries.
+    fn forget(&self, hash: &str) {
+        self.open.lock().unwrap().remove(hash);
         let mut index = self.index.lock().unwrap();
-        if let Some(slot) = index.slots.remove(key.hash()) {
+        if let Some(slot) = index.slots.remove(hash) {
             index.total -= slot.size;
         }
     }
@@ -218,6 +238,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         std::fs::rename(temp, &path)?;
         File::open(dir)?.sync_all()?;
+        self.open.lock().unwrap().remove(key.hash());
         {
             let mut index = self.index.lock().unwrap();
             index.tick += 1;
@@ -253,6 +274,9 @@ impl Store {
                 "autodeploy-cache: cannot update the expiry of {}: {e}",
                 path.display()
             );
+        }
+        if let Some(entry) = self.open.lock().unwrap().get_mut(key.hash()) {
+            entry.expires_at = expires_at;
         }
         self.touch(key);
     }
@@ -309,7 +333,9 @@ impl Store {
     }
 
     fn remove_files(&self, hashes: &[String]) {
+        let mut open = self.open.lock().unwrap();
         for hash in hashes {
+            open.remove(hash);
             let n = hash.len();
             let path = self
                 .root
