@@ -28,12 +28,40 @@ use crate::headers;
 use crate::store::{Entry, Store};
 use crate::upstream::{BoxError, ProxyBody, Upstream};
 
-/// Bytes read from a growing fill per frame sent to a client. Small enough that hundreds of
-/// concurrent readers of a storm stay within tens of MiB.
-const CHUNK: usize = 64 * 1024;
-/// Bytes read from a committed entry per frame: larger, for throughput on hot hits (hyper
-/// asks for the next frame only when the socket took the last, so memory stays bounded).
-const HIT_CHUNK: usize = 128 * 1024;
+/// Memory shared by the frames of every body being sent from the cache (hits and readers of
+/// fills): each reader's frame size is this divided by the number of readers, within
+/// [`MIN_FRAME`, `MAX_FRAME`]. Hyper asks for the next frame only when the socket took the
+/// last, so a reader holds about two frames: with many readers memory stays near twice this
+/// budget; with few, large reads keep throughput up.
+const FRAME_BUDGET: usize = 16 << 20;
+/// Largest frame: past this, bigger reads stop paying (measured with `make bench`).
+const MAX_FRAME: usize = 512 << 10;
+/// Smallest frame, however many readers.
+const MIN_FRAME: usize = 32 << 10;
+/// Bodies being sent from the cache now.
+static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a reader while it lives.
+struct Reader;
+
+impl Reader {
+    fn new() -> Self {
+        READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Reader
+    }
+
+    /// This reader's share of the frame budget.
+    fn frame_size(&self) -> usize {
+        let readers = READERS.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        (FRAME_BUDGET / readers).clamp(MIN_FRAME, MAX_FRAME)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        READERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// The upstream's response head, as clients will see it.
 #[derive(Debug)]
@@ -452,6 +480,7 @@ pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
         Source::Entry(entry) => {
             let end = end.unwrap_or(entry.body_len).min(entry.body_len);
             EntryBody {
+                reader: Reader::new(),
                 file: entry.file,
                 offset: entry.body_offset,
                 pos: start.min(end),
@@ -475,6 +504,7 @@ pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
 /// no channel. The positional reads are served from the page cache for hot entries, which is
 /// why they are done inline rather than on the blocking pool.
 struct EntryBody {
+    reader: Reader,
     file: Arc<File>,
     offset: u64,
     pos: u64,
@@ -492,7 +522,7 @@ impl hyper::body::Body for EntryBody {
         if self.pos >= self.end {
             return std::task::Poll::Ready(None);
         }
-        let len = (self.end - self.pos).min(HIT_CHUNK as u64) as usize;
+        let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
         let mut buf = bytes::BytesMut::zeroed(len);
         let result = self.file.read_exact_at(&mut buf, self.offset + self.pos);
         std::task::Poll::Ready(Some(match result {
@@ -522,6 +552,7 @@ async fn pump(
     end: Option<u64>,
     tx: &mpsc::Sender<Result<Bytes, BoxError>>,
 ) -> Result<(), BoxError> {
+    let reader = Reader::new();
     let mut pos = start;
     loop {
         let (available, finished) = {
@@ -535,7 +566,7 @@ async fn pump(
         };
         let limit = end.map_or(available, |e| e.min(available));
         if pos < limit {
-            let len = (limit - pos).min(CHUNK as u64) as usize;
+            let len = (limit - pos).min(reader.frame_size() as u64) as usize;
             // Bytes the fill wrote moments ago: in the page cache, so read inline.
             let mut buf = bytes::BytesMut::zeroed(len);
             head.file.read_exact_at(&mut buf, head.body_offset + pos)?;
