@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
+use crate::frames;
 use crate::headers;
 use crate::store::{Entry, Store};
 use crate::upstream::{BoxError, ProxyBody, Upstream};
@@ -523,12 +524,11 @@ impl hyper::body::Body for EntryBody {
             return std::task::Poll::Ready(None);
         }
         let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
-        let mut buf = bytes::BytesMut::zeroed(len);
-        let result = self.file.read_exact_at(&mut buf, self.offset + self.pos);
+        let result = frames::read_at(&self.file, self.offset + self.pos, len);
         std::task::Poll::Ready(Some(match result {
-            Ok(()) => {
+            Ok(data) => {
                 self.pos += len as u64;
-                Ok(hyper::body::Frame::data(buf.freeze()))
+                Ok(hyper::body::Frame::data(data))
             }
             Err(e) => Err(e.into()),
         }))
@@ -568,10 +568,9 @@ async fn pump(
         if pos < limit {
             let len = (limit - pos).min(reader.frame_size() as u64) as usize;
             // Bytes the fill wrote moments ago: in the page cache, so read inline.
-            let mut buf = bytes::BytesMut::zeroed(len);
-            head.file.read_exact_at(&mut buf, head.body_offset + pos)?;
+            let data = frames::read_at(&head.file, head.body_offset + pos, len)?;
             pos += len as u64;
-            if tx.send(Ok(buf.freeze())).await.is_err() {
+            if tx.send(Ok(data)).await.is_err() {
                 return Ok(()); // the client left
             }
             continue;

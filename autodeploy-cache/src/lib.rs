@@ -7,6 +7,7 @@
 //! - [`server`]: the accept loop and graceful shutdown ([`run`]).
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`fill`]: one upstream fetch per key, read while it is written.
+//! - [`frames`]: pooled read buffers for response frames.
 //! - [`store`]: the cache directory, index, eviction.
 //! - [`entry`]: the on-disk entry format.
 //! - [`cache_key`]: the key and the file layout.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod fill;
+pub mod frames;
 pub mod headers;
 pub mod proxy;
 pub mod range;
