@@ -173,3 +173,51 @@ mod tests {
         assert!(decode_meta(b"{}").is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests standing in for a fuzzer: arbitrary bytes never panic the parsers, and
+    //! every encoded header decodes to what was encoded.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_prelude(&bytes);
+            let _ = decode_meta(&bytes);
+        }
+
+        #[test]
+        fn mutated_preludes_never_panic(at in 0usize..62, byte in any::<u8>(), body in any::<u64>()) {
+            let meta = EntryMeta { key: "k".into(), status: 200, headers: vec![], stored_at: 0 };
+            let mut header = encode_header(&meta, 7);
+            let field = number_field(body % 10u64.pow(19));
+            header[BODY_LEN_OFFSET as usize..BODY_LEN_OFFSET as usize + 20].copy_from_slice(field.as_bytes());
+            header[at] = byte;
+            let _ = decode_prelude(&header);
+        }
+
+        #[test]
+        fn encoded_headers_round_trip(
+            key in ".{0,100}",
+            status in 100u16..600,
+            headers in prop::collection::vec(("[a-z-]{1,20}", ".{0,40}"), 0..10),
+            body_len in 0u64..(1 << 50),
+            expires in 0u64..(1 << 50),
+        ) {
+            let meta = EntryMeta { key, status, headers, stored_at: 1 };
+            let mut header = encode_header(&meta, expires);
+            header[BODY_LEN_OFFSET as usize..BODY_LEN_OFFSET as usize + 20]
+                .copy_from_slice(number_field(body_len).as_bytes());
+            let prelude = decode_prelude(&header).unwrap();
+            prop_assert_eq!(prelude.header_len, header.len() as u64);
+            prop_assert_eq!(prelude.body_len, body_len);
+            prop_assert_eq!(prelude.expires_at, expires);
+            prop_assert_eq!(decode_meta(&header[PRELUDE_LEN as usize..]).unwrap(), meta);
+        }
+    }
+}

@@ -34,7 +34,7 @@ use crate::upstream::{BoxError, ProxyBody, Upstream};
 /// [`MIN_FRAME`, `MAX_FRAME`]. Hyper asks for the next frame only when the socket took the
 /// last, so a reader holds about two frames: with many readers memory stays near twice this
 /// budget; with few, large reads keep throughput up.
-const FRAME_BUDGET: usize = 16 << 20;
+const FRAME_BUDGET: usize = 8 << 20;
 /// Largest frame: past this, bigger reads stop paying (measured with `make bench`).
 const MAX_FRAME: usize = 512 << 10;
 /// Smallest frame, however many readers.
@@ -51,10 +51,12 @@ impl Reader {
         Reader
     }
 
-    /// This reader's share of the frame budget.
+    /// This reader's share of the frame budget, a power of two so that pooled buffers fit
+    /// frames exactly.
     fn frame_size(&self) -> usize {
         let readers = READERS.load(std::sync::atomic::Ordering::Relaxed).max(1);
-        (FRAME_BUDGET / readers).clamp(MIN_FRAME, MAX_FRAME)
+        let share = (FRAME_BUDGET / readers).clamp(MIN_FRAME, MAX_FRAME);
+        1 << share.ilog2()
     }
 }
 

@@ -124,3 +124,46 @@ mod tests {
         assert_eq!(parse(Some("bytes=99999999999999999999999-"), 10), Full);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests standing in for a fuzzer: any header and length give an answer that
+    //! lies inside the body.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        #[test]
+        fn any_header_gives_a_span_inside_the_body(header in ".{0,40}", length in any::<u64>()) {
+            check(parse(Some(&header), length), length)?;
+        }
+
+        #[test]
+        fn numeric_ranges_give_a_span_inside_the_body(
+            a in prop::option::of(any::<u64>()),
+            b in prop::option::of(any::<u64>()),
+            length in 0u64..10_000,
+        ) {
+            let header = format!(
+                "bytes={}-{}",
+                a.map(|v| v.to_string()).unwrap_or_default(),
+                b.map(|v| v.to_string()).unwrap_or_default()
+            );
+            check(parse(Some(&header), length), length)?;
+        }
+    }
+
+    fn check(r: RangeRequest, length: u64) -> Result<(), TestCaseError> {
+        if let RangeRequest::Partial { start, end } = r {
+            prop_assert!(start < end, "empty span {start}..{end}");
+            prop_assert!(
+                end <= length,
+                "span past the end: {start}..{end} of {length}"
+            );
+        }
+        Ok(())
+    }
+}
