@@ -312,10 +312,16 @@ def storm(url, clients):
 
 def scenario_storm(proxies, origin_log, results):
     proxies.restart()
-    log("scenario 3: one client alone through ours")
-    t0 = time.time()
-    curl(proxies.url("ours", "/slow/storm.bin"))
-    results["s3_single_ours_s"] = time.time() - t0
+    # The reference for the storm: one client alone, cold, through ours. Best of two, as a
+    # shared machine only ever makes a run slower.
+    singles = []
+    for attempt in range(2):
+        log(f"scenario 3: one client alone through ours ({attempt + 1}/2)")
+        proxies.restart()
+        t0 = time.time()
+        curl(proxies.url("ours", "/slow/storm.bin"))
+        singles.append(time.time() - t0)
+    results["s3_single_ours_s"] = min(singles)
     proxies.restart()
     for name in proxies.ports:
         log(f"scenario 3: {STORM_CLIENTS} clients, cold, through {name}")
@@ -353,7 +359,8 @@ def scenario_sequence(proxies, origin_log, results):
         cold = sequence(proxies.url(name, ""), SEQUENCE_HOSTS)
         time.sleep(0.5)
         sent = origin_bytes(origin_log, since, "/seq/")
-        warm = sequence(proxies.url(name, ""), SEQUENCE_HOSTS)
+        # Best of two warm runs, for the same reason as the storm's reference.
+        warm = min(sequence(proxies.url(name, ""), SEQUENCE_HOSTS) for _ in range(2))
         results["s4"][name] = {"cold_s": cold, "warm_s": warm, "origin_bytes": sent}
 
 
@@ -363,7 +370,7 @@ def scenario_ceiling(results):
     server = start(["iperf3", "-s", "-p", str(port)], "iperf3")
     # No readiness probe on the port: iperf3 would take it for a client. Retry the client.
     for _ in range(50):
-        done = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-P", "4", "-J"],
+        done = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-P", "8", "-l", "1M", "-J"],
                               capture_output=True, text=True)
         out = json.loads(done.stdout or "{}")
         if "sum_received" in out.get("end", {}):
@@ -436,14 +443,14 @@ def report(results):
         f"| | p99 latency ms | {s1[n]['p99_ms']:.2f} | {s1[l]['p99_ms']:.2f} | {s1[o]['p99_ms']:.2f} | {ratio(s1[o]['p99_ms'], s1[n]['p99_ms']):.2f} | <= 1.0 | {verdict(s1[o]['p99_ms'] <= s1[n]['p99_ms'])} |",
         f"| 2. hot 64 MiB hits, 8 clients | GB/s | {s2[n]['gbps']:.2f} | {s2[l]['gbps']:.2f} | {s2[o]['gbps']:.2f} | {ratio(s2[o]['gbps'], s2[n]['gbps']):.2f} | >= 1.0 | {verdict(s2[o]['gbps'] >= s2[n]['gbps'])} |",
         f"| | fraction of loopback ceiling ({r['s5_gbps']:.2f} GB/s) | {s2[n]['gbps'] / r['s5_gbps']:.0%} | {s2[l]['gbps'] / r['s5_gbps']:.0%} | {s2[o]['gbps'] / r['s5_gbps']:.0%} | | aim 80% | |",
-        f"| 3. storm: {STORM_CLIENTS} cold clients, {STORM_SIZE // MIB} MiB, origin {STORM_RATE}B/s per connection | last client done, s | {s3[n]['last_s']:.1f} | {s3[l]['last_s']:.1f} | {s3[o]['last_s']:.1f} | {ratio(s3[o]['last_s'], s3[n]['last_s']):.2f} | <= 1.2 x one client alone ({single:.1f} s) | {verdict(s3[o]['last_s'] <= 1.2 * single)} |",
+        f"| 3. storm: {STORM_CLIENTS} cold clients, {STORM_SIZE // MIB} MiB, origin {STORM_RATE}B/s per connection | last client done, s | {s3[n]['last_s']:.1f} | {s3[l]['last_s']:.1f} | {s3[o]['last_s']:.1f} | {ratio(s3[o]['last_s'], s3[n]['last_s']):.2f} | <= 1.2 x one client alone (best of 2: {single:.1f} s) | {verdict(s3[o]['last_s'] <= 1.2 * single)} |",
         f"| | median time to first byte, s | {s3[n]['median_ttfb_s']:.2f} | {s3[l]['median_ttfb_s']:.2f} | {s3[o]['median_ttfb_s']:.2f} | | <= 1 s | {verdict(s3[o]['median_ttfb_s'] <= 1)} |",
         f"| | copies the origin sent | {s3[n]['origin_bytes'] / STORM_SIZE:.1f} | {s3[l]['origin_bytes'] / STORM_SIZE:.1f} | {s3[o]['origin_bytes'] / STORM_SIZE:.1f} | | exactly 1 | {verdict(s3[o]['origin_bytes'] == STORM_SIZE)} |",
         f"| | proxy peak RSS, MiB | {s3[n]['rss_mib']:.0f} | {s3[l]['rss_mib']:.0f} | {s3[o]['rss_mib']:.0f} | | <= 64 | {verdict(s3[o]['rss_mib'] <= 64)} |",
         f"| 4. {SEQUENCE_HOSTS} hosts x {len(SEQUENCE_SIZES)} files | cold, s | {s4[n]['cold_s']:.1f} | {s4[l]['cold_s']:.1f} | {s4[o]['cold_s']:.1f} | {ratio(s4[o]['cold_s'], s4[n]['cold_s']):.2f} | | |",
-        f"| | warm, s | {s4[n]['warm_s']:.1f} | {s4[l]['warm_s']:.1f} | {s4[o]['warm_s']:.1f} | {ratio(s4[o]['warm_s'], s4[n]['warm_s']):.2f} | <= 1.0 | {verdict(s4[o]['warm_s'] <= s4[n]['warm_s'])} |",
+        f"| | warm (best of 2), s | {s4[n]['warm_s']:.1f} | {s4[l]['warm_s']:.1f} | {s4[o]['warm_s']:.1f} | {ratio(s4[o]['warm_s'], s4[n]['warm_s']):.2f} | <= 1.0 | {verdict(s4[o]['warm_s'] <= s4[n]['warm_s'])} |",
         f"| | origin bytes / one copy of each | {s4[n]['origin_bytes'] / sum(SEQUENCE_SIZES):.1f} | {s4[l]['origin_bytes'] / sum(SEQUENCE_SIZES):.1f} | {s4[o]['origin_bytes'] / sum(SEQUENCE_SIZES):.1f} | | exactly 1 | {verdict(s4[o]['origin_bytes'] == sum(SEQUENCE_SIZES))} |",
-        f"| 5. loopback TCP, iperf3 -P 4 | GB/s | | | {r['s5_gbps']:.2f} | | ceiling | |",
+        f"| 5. loopback TCP, iperf3 -P 8 -l 1M | GB/s | | | {r['s5_gbps']:.2f} | | ceiling | |",
         "",
         "| agent | figure | target | |",
         "|---|---|---|---|",

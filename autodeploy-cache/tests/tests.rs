@@ -5,4 +5,5 @@ mod support;
 
 mod caching;
 mod deploy;
+mod faults;
 mod storm;

@@ -43,6 +43,8 @@ pub struct Seen {
 
 #[derive(Default)]
 struct State {
+    /// Answer every request with 503, as a vCenter whose Auto Deploy service is down.
+    failing: bool,
     seen: Vec<Seen>,
     sent: HashMap<String, u64>,
     finished: HashMap<String, Instant>,
@@ -134,6 +136,11 @@ impl Origin {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// Makes the origin answer 503 to everything (or recover).
+    pub fn set_failing(&self, failing: bool) {
+        self.state.lock().unwrap().failing = failing;
+    }
+
     /// Requests received for `target` (path and query).
     pub fn count(&self, target: &str) -> usize {
         self.state
@@ -216,6 +223,9 @@ async fn answer(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         headers: headers.clone(),
         body_len: body.len(),
     });
+    if state.lock().unwrap().failing {
+        return Response::builder().status(503).body(GenBody::empty(state, target)).unwrap();
+    }
     let query: HashMap<String, String> = request_query(&target);
     let num = |k: &str| query.get(k).and_then(|v| v.parse::<u64>().ok());
     let path = target.split('?').next().unwrap_or("/");
