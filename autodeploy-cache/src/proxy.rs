@@ -358,11 +358,12 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
-        self.forward(
-            Request::from_parts(parts, body.boxed().map_err(Into::into).boxed()),
-            client,
-        )
-        .await
+        // Mark the client's body errors so that a broken request body is answered 400, not
+        // blamed on the upstream.
+        let body = body
+            .map_err(|e| -> crate::upstream::BoxError { Box::new(ClientBodyError(e)) })
+            .boxed();
+        self.forward(Request::from_parts(parts, body), client).await
     }
 
     /// Sends `request` upstream uncached and streams the answer back.
@@ -383,6 +384,10 @@ impl Proxy {
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream did not answer in time\n",
             ),
+            Ok(Err(e)) if caused_by_client_body(&e) => plain(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid request body: {}\n", fill::error_chain(&e)),
+            ),
             Ok(Err(e)) => {
                 let reason = fill::error_chain(&e);
                 eprintln!("autodeploy-cache: upstream unreachable: {reason}");
@@ -402,6 +407,29 @@ impl Proxy {
             }
         }
     }
+}
+
+/// An error reading the client's request body (bad chunk framing, a client that left).
+#[derive(Debug)]
+struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
+
+fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<ClientBodyError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn strip_client_only(headers: &mut http::HeaderMap) {

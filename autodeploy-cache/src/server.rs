@@ -28,6 +28,11 @@ use crate::upstream::{self, ProxyBody};
 /// Most client connections served at once; further ones are closed at once, which keeps the
 /// process alive under a flood.
 const MAX_CONNECTIONS: usize = 8192;
+/// Largest request head (a longer one is refused with 431), as nginx's default
+/// `large_client_header_buffers 4 8k` allows about 32 KiB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most request headers (more is refused with 431).
+const MAX_HEADERS: usize = 100;
 /// A client must send its request head within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -100,6 +105,8 @@ pub async fn run(
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .max_headers(MAX_HEADERS)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

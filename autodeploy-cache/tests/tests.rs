@@ -4,6 +4,7 @@
 mod support;
 
 mod caching;
+mod crash;
 mod deploy;
 mod faults;
 mod storm;

@@ -224,7 +224,10 @@ async fn answer(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
         body_len: body.len(),
     });
     if state.lock().unwrap().failing {
-        return Response::builder().status(503).body(GenBody::empty(state, target)).unwrap();
+        return Response::builder()
+            .status(503)
+            .body(GenBody::empty(state, target))
+            .unwrap();
     }
     let query: HashMap<String, String> = request_query(&target);
     let num = |k: &str| query.get(k).and_then(|v| v.parse::<u64>().ok());

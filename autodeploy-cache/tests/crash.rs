@@ -1,0 +1,108 @@
+//! Crashes: the proxy is killed with SIGKILL at arbitrary points of fills, commits and
+//! evictions, and restarted on the same cache directory. After every restart there is no
+//! stray temp file and whatever it serves is byte-identical to the origin.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::origin::{Origin, expected};
+use crate::support::{stream_check, temp_files};
+
+/// Starts the proxy binary; returns it with its address once it listens.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the caller kills and waits for the child it gets"
+)]
+fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
+    let binary = std::env::var_os("AUTODEPLOY_CACHE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into());
+    let mut child = Command::new(binary)
+        .args(["--listen", "127.0.0.1:0", "--max-size", "10m", "--upstream"])
+        .arg(origin.url())
+        .arg("--upstream-ca")
+        .arg(&origin.ca_file)
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the proxy exited before listening"
+        );
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split(',').next().unwrap().to_string();
+            // Keep draining stderr so the proxy never blocks on a full pipe.
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (child, addr);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_never_leaves_a_torn_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    // Three 4 MiB objects in a 10 MiB cache: commits keep evicting, so kills also land in
+    // the middle of evictions and renames.
+    let targets: Vec<String> = (0..3)
+        .map(|i| format!("/blob/{}?seed={}&rate={}", 4 << 20, 60 + i, 16 << 20))
+        .collect();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut killed_mid_fill = 0;
+    for round in 0..20 {
+        let (mut child, addr) = spawn(&origin, &cache);
+        assert_eq!(
+            temp_files(&cache),
+            0,
+            "round {round}: stray temp files after restart"
+        );
+        // Whatever is cached must be whole: read every object through the restarted proxy.
+        if round > 0 {
+            for (i, t) in targets.iter().enumerate() {
+                let r = stream_check(format!("http://{addr}{t}"), 60 + i as u64)
+                    .await
+                    .unwrap();
+                assert!(
+                    r.correct && r.len == 4 << 20,
+                    "round {round}: {t} served wrong: {r:?}"
+                );
+            }
+        }
+        for (i, t) in targets.iter().enumerate() {
+            tokio::spawn(stream_check(format!("http://{addr}{t}"), 60 + i as u64));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(rng % 400)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if temp_files(&cache) > 0 {
+            killed_mid_fill += 1;
+        }
+    }
+    assert!(
+        killed_mid_fill > 0,
+        "no kill landed during a fill: the test proved nothing"
+    );
+    let (mut child, addr) = spawn(&origin, &cache);
+    assert_eq!(temp_files(&cache), 0);
+    let r = stream_check(format!("http://{addr}{}", targets[0]), 60)
+        .await
+        .unwrap();
+    assert!(r.correct);
+    assert_eq!(r.len as usize, expected(60, 0, 4 << 20).len());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
