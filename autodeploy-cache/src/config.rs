@@ -81,6 +81,11 @@ pub struct Config {
     pub fill_idle_timeout: Duration,
     /// How often inactive and excess entries are swept.
     pub sweep_interval: Duration,
+    /// A client must send a request head within this time, and an idle keep-alive
+    /// connection is closed after it (slowloris, idle sockets).
+    pub client_header_timeout: Duration,
+    /// Most client connections at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -134,6 +139,8 @@ impl Config {
             upstream_header_timeout: Duration::from_secs(30),
             fill_idle_timeout: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(30),
+            max_connections: 8192,
         })
     }
 }

@@ -25,16 +25,11 @@ use crate::proxy::Proxy;
 use crate::store::Store;
 use crate::upstream::{self, ProxyBody};
 
-/// Most client connections served at once; further ones are closed at once, which keeps the
-/// process alive under a flood.
-const MAX_CONNECTIONS: usize = 8192;
 /// Largest request head (a longer one is refused with 431), as nginx's default
 /// `large_client_header_buffers 4 8k` allows about 32 KiB.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most request headers (more is refused with 431).
 const MAX_HEADERS: usize = 100;
-/// A client must send its request head within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until `shutdown` completes, then drains for `config.shutdown_grace`.
 pub async fn run(
@@ -63,6 +58,7 @@ pub async fn run(
     );
     let grace = config.shutdown_grace;
     let sweep_interval = config.sweep_interval;
+    let (header_timeout, max_connections) = (config.client_header_timeout, config.max_connections);
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store)));
     let sweeper = {
         let store = proxy.store().clone();
@@ -77,7 +73,8 @@ pub async fn run(
         })
     };
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Excess connections are closed at once, which keeps the process alive under a flood.
+    let limit = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -104,7 +101,7 @@ pub async fn run(
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
+                    .header_read_timeout(header_timeout)
                     .max_buf_size(MAX_HEAD_BYTES)
                     .max_headers(MAX_HEADERS)
                     .serve_connection(TokioIo::new(stream), service);

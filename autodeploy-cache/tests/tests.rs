@@ -7,4 +7,5 @@ mod caching;
 mod crash;
 mod deploy;
 mod faults;
+mod slow_clients;
 mod storm;

@@ -1,0 +1,150 @@
+//! Slow and idle clients, and floods: cut by timeouts and a connection cap, while the proxy
+//! keeps serving everyone else.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::support::origin::Origin;
+use crate::support::{Proxy, get};
+
+async fn proxy_with(
+    dir: &std::path::Path,
+    origin: &Origin,
+    tweak: impl FnOnce(&mut autodeploy_cache::Config),
+) -> Proxy {
+    use clap::Parser as _;
+    let args = autodeploy_cache::Args::try_parse_from([
+        "autodeploy-cache".to_string(),
+        "--upstream".into(),
+        origin.url(),
+        "--upstream-ca".into(),
+        origin.ca_file.display().to_string(),
+        "--cache-dir".into(),
+        dir.join("cache").display().to_string(),
+    ])
+    .unwrap();
+    let mut config = autodeploy_cache::Config::from_args(args, None).unwrap();
+    tweak(&mut config);
+    Proxy::start_with(config).await
+}
+
+/// Reads until the server closes the connection; returns how long that took and what came.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(
+            within.saturating_sub(started.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((started.elapsed(), out)),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_request_head_is_cut_at_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| {
+        c.client_header_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = b"GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let writer = async {
+        for byte in head
+            .iter()
+            .chain(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter())
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    let (elapsed, _) = until_closed(&mut slow, Duration::from_secs(10))
+        .await
+        .expect("the connection stays open");
+    assert!(elapsed < Duration::from_secs(10));
+    assert!(origin.seen().is_empty());
+    assert_eq!(
+        get(&proxy.url("/blob/3")).await.status,
+        200,
+        "others are still served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| {
+        c.client_header_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
+    idle.write_all(b"GET /blob/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // Sends nothing more: the server must close the connection on its own.
+    let closed = until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(
+        closed.is_some(),
+        "an idle keep-alive connection was kept open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections = 20).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    // Give the accept loop the time to take them all.
+    let mut refused = 0;
+    for _ in 0..20 {
+        let mut extra = TcpStream::connect(proxy.addr).await.unwrap();
+        let _ = extra
+            .write_all(b"GET /blob/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        if let Some((elapsed, answer)) = until_closed(&mut extra, Duration::from_secs(5)).await
+            && answer.is_empty()
+            && elapsed < Duration::from_secs(2)
+        {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 15,
+        "only {refused} of 20 excess connections were refused"
+    );
+    drop(held);
+    let ok = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if crate::support::fetch("GET", &proxy.url("/blob/1"), &[], b"")
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "the proxy serves again once the flood is gone");
+}
