@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use tokio::sync::{mpsc, watch};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
@@ -66,6 +67,10 @@ impl Drop for Reader {
     }
 }
 
+/// Where a fill hands the upstream's response back to the request that started it, when the
+/// cache cannot take the body.
+pub type Handoff = oneshot::Receiver<http::Response<Incoming>>;
+
 /// The upstream's response head, as clients will see it.
 #[derive(Debug)]
 pub struct FillHead {
@@ -75,8 +80,6 @@ pub struct FillHead {
     pub headers: HeaderMap,
     /// Announced body length, if any.
     pub content_length: Option<u64>,
-    /// Whether the response will be committed and may be shared with other clients.
-    pub shareable: bool,
     /// The temp file the body is written to.
     pub file: Arc<File>,
     /// Where the body starts in the file.
@@ -99,7 +102,10 @@ pub enum FillEnd {
         /// It was a timeout (504) rather than an error (502).
         timeout: bool,
     },
-    /// The cache directory could not take a temp file: clients fetch for themselves.
+    /// The response is not for the cache (not storable): it went to the request that started
+    /// the fill; others fetch for themselves.
+    HandedOver,
+    /// The cache directory cannot take the body (read-only, full): as `HandedOver`.
     NoDisk,
 }
 
@@ -214,11 +220,12 @@ pub async fn run(
     ctx: FillContext,
     request: Request<ProxyBody>,
     stale: Option<Entry>,
+    handoff: oneshot::Sender<http::Response<Incoming>>,
 ) {
     let (parts, body) = request.into_parts();
     let policy_request = Request::from_parts(parts.clone(), ());
     let request = Request::from_parts(parts, body);
-    let end = fetch(&fill, &ctx, request, &policy_request, stale).await;
+    let end = fetch(&fill, &ctx, request, &policy_request, stale, handoff).await;
     if let FillEnd::Failed { reason, .. } = &end {
         eprintln!(
             "autodeploy-cache: fill of {} failed: {reason}",
@@ -243,7 +250,19 @@ async fn fetch(
     request: Request<ProxyBody>,
     policy_request: &Request<()>,
     stale: Option<Entry>,
+    handoff: oneshot::Sender<http::Response<Incoming>>,
 ) -> FillEnd {
+    // The temp file first: an unwritable cache directory is known before the upstream is
+    // asked, and the request that started the fill fetches for itself.
+    let (temp_path, file) = match ctx.store.temp_file() {
+        Ok(pair) => pair,
+        Err(e) => {
+            ctx.store
+                .report_trouble(&format!("cannot create a temp file: {e}"));
+            return FillEnd::NoDisk;
+        }
+    };
+    let mut cleanup = TempFile(Some(temp_path.clone()));
     let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
     {
         Err(_) => return failed("upstream did not answer in time".into(), true, true),
@@ -282,13 +301,23 @@ async fn fetch(
     let (parts, mut body) = response.into_parts();
     let content_length = headers::content_length(&parts.headers);
     let end_to_end = headers::end_to_end(&parts.headers);
-    let (temp_path, file) = match ctx.store.temp_file() {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("autodeploy-cache: cannot create a temp file in the cache directory: {e}");
-            return FillEnd::NoDisk;
-        }
-    };
+    if !storable {
+        // Not for the cache, nor for sharing (Set-Cookie, private, not 200): it goes to the
+        // request that started the fill, as it comes.
+        let _ = handoff.send(http::Response::from_parts(parts, body));
+        return FillEnd::HandedOver;
+    }
+    if let Some(length) = content_length
+        && !ctx.store.make_room(length)
+    {
+        ctx.store.report_trouble(&format!(
+            "no room for {length} bytes even after evicting everything"
+        ));
+        // Not stored, but not fetched twice either: the request that started the fill
+        // streams this response itself.
+        let _ = handoff.send(http::Response::from_parts(parts, body));
+        return FillEnd::NoDisk;
+    }
     let meta = EntryMeta {
         key: fill.key.as_str().to_string(),
         status: parts.status.as_u16(),
@@ -307,9 +336,8 @@ async fn fetch(
     let header = entry::encode_header(&meta, expires_at);
     let body_offset = header.len() as u64;
     let file = Arc::new(file);
-    let mut cleanup = TempFile(Some(temp_path.clone()));
     if let Err(e) = file.write_all_at(&header, 0) {
-        eprintln!("autodeploy-cache: cannot write to the cache directory: {e}");
+        ctx.store.report_trouble(&format!("cannot write: {e}"));
         return FillEnd::NoDisk;
     }
     fill.publish(|p| {
@@ -317,7 +345,6 @@ async fn fetch(
             status: parts.status,
             headers: end_to_end,
             content_length,
-            shareable: storable,
             file: file.clone(),
             body_offset,
         }))
@@ -339,6 +366,9 @@ async fn fetch(
         // A positional write to the page cache: microseconds, so it stays on this task
         // rather than paying a thread hand-off per frame.
         if let Err(e) = file.write_all_at(&data, body_offset + written) {
+            // Readers follow the file, so they cannot be fed past this point: they are
+            // aborted, and the next requests pass through until writing works again.
+            ctx.store.report_trouble(&format!("cannot write: {e}"));
             return failed(format!("cache write: {e}"), false, false);
         }
         written += data.len() as u64;
@@ -355,18 +385,17 @@ async fn fetch(
     }
     // Readers have every byte now: release them before the commit's fsync.
     fill.publish(|p| p.end = Some(FillEnd::Complete));
-    if storable {
-        let store = ctx.store.clone();
-        let key = fill.key.clone();
-        let file = file.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || store.commit(&key, &temp_path, &file, written))
-                .await;
-        match committed {
-            Ok(Ok(())) => cleanup.0 = None,
-            Ok(Err(e)) => eprintln!("autodeploy-cache: cannot commit {}: {e}", fill.key.as_str()),
-            Err(e) => eprintln!("autodeploy-cache: commit task failed: {e}"),
+    let store = ctx.store.clone();
+    let key = fill.key.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || store.commit(&key, &temp_path, &file, written)).await;
+    match committed {
+        Ok(Ok(())) => {
+            cleanup.0 = None;
+            ctx.store.report_ok();
         }
+        Ok(Err(e)) => ctx.store.report_trouble(&format!("cannot commit: {e}")),
+        Err(e) => eprintln!("autodeploy-cache: commit task failed: {e}"),
     }
     FillEnd::Complete
 }

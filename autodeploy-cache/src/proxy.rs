@@ -11,6 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 
 use crate::cache_key::CacheKey;
 use crate::config::Config;
@@ -141,7 +142,7 @@ impl Proxy {
                 CacheStatus::Miss
             };
             return self
-                .from_fill(&parts, client, progress, false, status, None)
+                .from_fill(&parts, client, progress, None, status, None)
                 .await;
         }
         // Inline: an open entry is remembered, a new one is a few reads from the page cache.
@@ -177,28 +178,30 @@ impl Proxy {
                         request.headers_mut().insert(header::IF_MODIFIED_SINCE, lm);
                     }
                     *request.method_mut() = Method::GET;
+                    let (give, handoff) = oneshot::channel();
                     tokio::spawn(fill::run(
                         fill.clone(),
                         self.fill_context(),
                         request,
                         Some(entry.clone()),
+                        give,
                     ));
+                    self.from_fill(
+                        &parts,
+                        client,
+                        fill.subscribe(),
+                        Some(handoff),
+                        CacheStatus::Expired,
+                        Some(entry),
+                    )
+                    .await
                 } else {
-                    return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
+                    (serve_entry(&parts, entry), Some(CacheStatus::Updating))
                 }
-                self.from_fill(
-                    &parts,
-                    client,
-                    fill.subscribe(),
-                    true,
-                    CacheStatus::Expired,
-                    Some(entry),
-                )
-                .await
             }
             None => {
                 let (fill, created) = self.fills.find_or_create(&key);
-                if created {
+                let handoff = created.then(|| {
                     let mut request = self.upstream_request(
                         &parts,
                         client,
@@ -206,13 +209,21 @@ impl Proxy {
                     );
                     strip_client_only(request.headers_mut());
                     *request.method_mut() = Method::GET;
-                    tokio::spawn(fill::run(fill.clone(), self.fill_context(), request, None));
-                }
+                    let (give, handoff) = oneshot::channel();
+                    tokio::spawn(fill::run(
+                        fill.clone(),
+                        self.fill_context(),
+                        request,
+                        None,
+                        give,
+                    ));
+                    handoff
+                });
                 self.from_fill(
                     &parts,
                     client,
                     fill.subscribe(),
-                    created,
+                    handoff,
                     CacheStatus::Miss,
                     None,
                 )
@@ -233,13 +244,15 @@ impl Proxy {
     }
 
     /// Answers from a fill: waits for its response head, then streams its body as it grows.
-    /// `stale` is the expired entry it refreshes, served if the upstream fails.
+    /// `handoff` is given to the request that started the fill: a response the fill cannot
+    /// store comes back through it. `stale` is the expired entry it refreshes, served if the
+    /// upstream fails.
     async fn from_fill(
         self: &Arc<Self>,
         parts: &http::request::Parts,
         client: SocketAddr,
         mut progress: tokio::sync::watch::Receiver<Progress>,
-        originator: bool,
+        handoff: Option<fill::Handoff>,
         status: CacheStatus,
         stale: Option<Entry>,
     ) -> Answer {
@@ -291,33 +304,44 @@ impl Proxy {
                     (plain(code, &format!("{reason}\n")), Some(status))
                 }
             },
-            (None, _) => {
-                // No temp file could be made: fetch for this client alone, uncached.
-                let request = Request::from_parts(
-                    parts.clone(),
-                    Empty::new().map_err(|e| match e {}).boxed(),
-                );
-                (
-                    self.forward(request, client).await,
-                    Some(CacheStatus::Bypass),
-                )
-            }
-            (Some(head), _) => {
-                if head.status.is_server_error()
+            (None, Some(end @ (FillEnd::HandedOver | FillEnd::NoDisk))) => {
+                // Not for the cache (not storable, or no room): the request that started the
+                // fill gets the upstream's response handed over; anyone else fetches for
+                // itself.
+                let label = if end == FillEnd::NoDisk {
+                    CacheStatus::Bypass
+                } else {
+                    status
+                };
+                let response = match handoff {
+                    Some(handoff) => handoff.await.ok(),
+                    None => None,
+                };
+                let response = match response {
+                    Some(response) => response,
+                    None => {
+                        let request = Request::from_parts(
+                            parts.clone(),
+                            Empty::new().map_err(|e| match e {}).boxed(),
+                        );
+                        return (self.forward(request, client).await, Some(label));
+                    }
+                };
+                if response.status().is_server_error()
                     && let Some(entry) = stale
                 {
                     return (serve_entry(parts, entry), Some(CacheStatus::Stale));
                 }
-                if !head.shareable && !originator {
-                    // Not for sharing (Set-Cookie, private, not 200): this client's own fetch.
-                    let request = Request::from_parts(
-                        parts.clone(),
-                        Empty::new().map_err(|e| match e {}).boxed(),
-                    );
-                    return (self.forward(request, client).await, Some(status));
-                }
-                (serve_fill(parts, head, progress), Some(status))
+                (relay(response), Some(label))
             }
+            (Some(head), _) => (serve_fill(parts, head, progress), Some(status)),
+            (None, _) => (
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    "the fetch ended without an answer\n",
+                ),
+                Some(status),
+            ),
         }
     }
 
@@ -396,17 +420,20 @@ impl Proxy {
                     &format!("upstream unreachable: {reason}\n"),
                 )
             }
-            Ok(Ok(response)) => {
-                let (mut parts, body) = response.into_parts();
-                let length = headers::content_length(&parts.headers);
-                parts.headers = headers::end_to_end(&parts.headers);
-                if let Some(length) = length {
-                    parts.headers.insert(header::CONTENT_LENGTH, length.into());
-                }
-                Response::from_parts(parts, body.map_err(Into::into).boxed())
-            }
+            Ok(Ok(response)) => relay(response),
         }
     }
+}
+
+/// An upstream response as it goes to the client: end-to-end headers, body streamed.
+fn relay(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    let length = headers::content_length(&parts.headers);
+    parts.headers = headers::end_to_end(&parts.headers);
+    if let Some(length) = length {
+        parts.headers.insert(header::CONTENT_LENGTH, length.into());
+    }
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
 /// An error reading the client's request body (bad chunk framing, a client that left).

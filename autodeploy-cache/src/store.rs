@@ -65,7 +65,13 @@ pub struct Store {
     /// Entries already opened and parsed, so a hot hit costs no open, no parse.
     open: Mutex<HashMap<String, Entry>>,
     temp_counter: AtomicU64,
+    /// Whether the last attempt to store failed (full or read-only disk): trouble is logged
+    /// when it starts and when it ends, not once per request.
+    trouble: std::sync::atomic::AtomicBool,
 }
+
+/// Free space kept beyond an object's size when making room for it.
+const HEADROOM: u64 = 1 << 20;
 
 /// Most entries kept open at once (one file descriptor each).
 const MAX_OPEN: usize = 1024;
@@ -78,12 +84,12 @@ impl Store {
             |what: &str, e: std::io::Error| Error::Cache(format!("{what} {}: {e}", root.display()));
         std::fs::create_dir_all(root).map_err(|e| err("cannot create", e))?;
         let tmp = root.join("tmp");
-        match std::fs::remove_dir_all(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(err("cannot clear tmp/ in", e)),
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| err("cannot create tmp/ in", e))?;
+        // A cache directory that cannot be written (read-only, full) is not fatal: the proxy
+        // then serves without storing, and says so once.
+        let cleared = match std::fs::remove_dir_all(&tmp) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => std::fs::create_dir_all(&tmp),
+        };
         let store = Self {
             root: root.to_path_buf(),
             tmp,
@@ -92,7 +98,11 @@ impl Store {
             index: Mutex::new(Index::default()),
             open: Mutex::new(HashMap::new()),
             temp_counter: AtomicU64::new(0),
+            trouble: std::sync::atomic::AtomicBool::new(false),
         };
+        if let Err(e) = cleared {
+            store.report_trouble(&format!("cannot clear tmp/: {e}"));
+        }
         store.rebuild();
         store.sweep(SystemTime::now());
         Ok(store)
@@ -203,6 +213,56 @@ impl Store {
         let mut index = self.index.lock().unwrap();
         if let Some(slot) = index.slots.remove(hash) {
             index.total -= slot.size;
+        }
+    }
+
+    /// Records that storing failed; logs only when trouble starts.
+    pub fn report_trouble(&self, what: &str) {
+        if !self.trouble.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "autodeploy-cache: cannot store in {}: {what}; serving without storing until it works again",
+                self.root.display()
+            );
+        }
+    }
+
+    /// Records that storing worked; logs only when trouble ends.
+    pub fn report_ok(&self) {
+        if self.trouble.swap(false, Ordering::Relaxed) {
+            eprintln!("autodeploy-cache: storing in {} again", self.root.display());
+        }
+    }
+
+    /// Makes room on the file system for `needed` more bytes, evicting least recently used
+    /// entries while it has less free; `--max-size` larger than the disk then still cannot
+    /// fill it. Returns whether there is room.
+    pub fn make_room(&self, needed: u64) -> bool {
+        loop {
+            let free = match rustix::fs::statvfs(&self.root) {
+                Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+                Err(_) => return true, // unknown: let the write decide
+            };
+            if free >= needed.saturating_add(HEADROOM) {
+                return true;
+            }
+            let victim = {
+                let mut index = self.index.lock().unwrap();
+                let oldest = index
+                    .slots
+                    .iter()
+                    .min_by_key(|(_, s)| s.tick)
+                    .map(|(h, _)| h.clone());
+                if let Some(hash) = &oldest
+                    && let Some(slot) = index.slots.remove(hash)
+                {
+                    index.total -= slot.size;
+                }
+                oldest
+            };
+            match victim {
+                Some(hash) => self.remove_files(&[hash]),
+                None => return false,
+            }
         }
     }
 

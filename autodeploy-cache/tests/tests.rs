@@ -6,6 +6,7 @@ mod support;
 mod caching;
 mod crash;
 mod deploy;
+mod disk;
 mod faults;
 mod slow_clients;
 mod storm;

@@ -1,0 +1,155 @@
+//! Disk trouble: a cache directory on a small tmpfs that fills up, and a read-only one. The
+//! proxy keeps serving (passing through what it cannot store), logs each condition once, and
+//! stores again when it can. The proxy runs in its own mount namespace with the file system
+//! mounted over its cache directory.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::support::origin::{Origin, expected};
+use crate::support::{fetch, get};
+
+struct Contained {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the proxy binary after `mount_script` (sh) has prepared its cache directory inside a
+/// private mount namespace.
+fn contained(origin: &Origin, cache: &Path, mount_script: &str) -> Contained {
+    let binary = std::env::var_os("AUTODEPLOY_CACHE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into());
+    std::fs::create_dir_all(cache).unwrap();
+    let script = format!(
+        "{mount_script} && exec '{}' --listen 127.0.0.1:0 --max-size 100m --upstream '{}' --upstream-ca '{}' --cache-dir '{}'",
+        binary.display(),
+        origin.url(),
+        origin.ca_file.display(),
+        cache.display()
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "the proxy exited before listening ({status:?}): {}",
+                log.lock().unwrap()
+            );
+        }
+        log.lock().unwrap().push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap().to_string();
+        }
+    };
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    Contained {
+        child,
+        addr,
+        stderr: log,
+    }
+}
+
+async fn eventually_hit(url: &str) -> bool {
+    for _ in 0..200 {
+        if get(url).await.cache() == "HIT" {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_file_system_evicts_then_passes_through_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
+    );
+    let url = |t: &str| format!("http://{}{t}", proxy.addr);
+    let (a, b, c, d) = (
+        format!("/blob/{}?seed=70", 4 << 20),
+        format!("/blob/{}?seed=71", 4 << 20),
+        format!("/blob/{}?seed=72", 8 << 20),
+        format!("/blob/{}?seed=73", 1 << 20),
+    );
+    assert_eq!(get(&url(&a)).await.body, expected(70, 0, 4 << 20));
+    assert!(eventually_hit(&url(&a)).await);
+    // B does not fit beside A: A is evicted to make room, although --max-size is 100m.
+    assert_eq!(get(&url(&b)).await.body, expected(71, 0, 4 << 20));
+    assert!(eventually_hit(&url(&b)).await);
+    assert_eq!(get(&url(&a)).await.cache(), "MISS");
+    // C can never fit: it is passed through, whole, every time, and logged once.
+    for _ in 0..3 {
+        let r = fetch("GET", &url(&c), &[], b"").await.unwrap();
+        assert_eq!((r.status.as_u16(), r.cache()), (200, "BYPASS"));
+        assert_eq!(r.body, expected(72, 0, 8 << 20));
+    }
+    assert_eq!(origin.count(&c), 3);
+    // Room again for a small object: stored, and the recovery is logged.
+    get(&url(&d)).await;
+    assert!(eventually_hit(&url(&d)).await);
+    let log = proxy.stderr.lock().unwrap().clone();
+    assert_eq!(log.matches("cannot store").count(), 1, "{log}");
+    assert!(log.contains("storing in"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_cache_directory_serves_without_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let c = cache.display();
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount --bind '{c}' '{c}' && mount -o remount,bind,ro '{c}'"),
+    );
+    let target = "/blob/100000?seed=74";
+    for _ in 0..3 {
+        let r = fetch("GET", &format!("http://{}{target}", proxy.addr), &[], b"")
+            .await
+            .unwrap();
+        assert_eq!((r.status.as_u16(), r.cache()), (200, "BYPASS"));
+        assert_eq!(r.body, expected(74, 0, 100000));
+    }
+    let log = proxy.stderr.lock().unwrap().clone();
+    assert_eq!(log.matches("cannot store").count(), 1, "{log}");
+}
