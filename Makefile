@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build bundle test lint clean bench demo bench-tools
+.PHONY: all build bundle test lint clean bench demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build $(if $(CONFIG),bundle)
@@ -48,6 +48,11 @@ bench: build bench-tools
 
 demo: build bench-tools
 	python3 scripts/demo.py
+
+# Long fault tests: 200 kill -9 rounds, 2,000 connections for five minutes, and a million
+# cases for each parser property test (failures are kept in proptest-regressions/).
+soak: build
+	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 crash load fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check

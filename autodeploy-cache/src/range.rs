@@ -134,7 +134,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #![proptest_config(ProptestConfig::with_cases(if std::env::var_os("SOAK").is_some() { 1_000_000 } else { 5000 }))]
 
         #[test]
         fn any_header_gives_a_span_inside_the_body(header in ".{0,40}", length in any::<u64>()) {

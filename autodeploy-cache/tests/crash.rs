@@ -1,6 +1,7 @@
 //! Crashes: the proxy is killed with SIGKILL at arbitrary points of fills, commits and
 //! evictions, and restarted on the same cache directory. After every restart there is no
-//! stray temp file and whatever it serves is byte-identical to the origin.
+//! stray temp file and whatever it serves is byte-identical to the origin. 20 rounds in
+//! `make test`, 200 with `SOAK=1` (`make soak`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -15,7 +16,7 @@ use crate::support::{stream_check, temp_files};
     clippy::zombie_processes,
     reason = "the caller kills and waits for the child it gets"
 )]
-fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
+pub fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
     let binary = std::env::var_os("AUTODEPLOY_CACHE_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into());
@@ -60,7 +61,12 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         .collect();
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut killed_mid_fill = 0;
-    for round in 0..20 {
+    let rounds = if std::env::var_os("SOAK").is_some() {
+        200
+    } else {
+        20
+    };
+    for round in 0..rounds {
         let (mut child, addr) = spawn(&origin, &cache);
         assert_eq!(
             temp_files(&cache),

@@ -8,5 +8,6 @@ mod crash;
 mod deploy;
 mod disk;
 mod faults;
+mod load;
 mod slow_clients;
 mod storm;
