@@ -174,7 +174,7 @@ async fn malformed_and_smuggling_requests_are_refused_before_the_origin() {
     let many = format!("GET /blob/1 HTTP/1.1\r\nHost: x\r\n{many}\r\n");
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         ("garbage request line", b"HELLO\r\n\r\n".to_vec(), &["400"]),
-        ("bad version", b"GET /blob/1 HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), &["400", "505"]),
+        ("bad version", b"GET /blob/1 HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), &["400"]),
         ("NUL in a header", b"GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n".to_vec(), &["400"]),
         ("non-ASCII header name", "GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-\u{e9}: a\r\n\r\n".as_bytes().to_vec(), &["400"]),
         ("obs-fold", b"GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n".to_vec(), &["400"]),
@@ -186,15 +186,15 @@ async fn malformed_and_smuggling_requests_are_refused_before_the_origin() {
         (
             "Transfer-Encoding other than chunked",
             b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc".to_vec(),
-            &["400", "501"],
+            &["400"],
         ),
         (
             "invalid chunk size",
             b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(),
             &["400"],
         ),
-        ("header section over the limit", huge.into_bytes(), &["431", "400"]),
-        ("too many headers", many.into_bytes(), &["431", "400"]),
+        ("header section over the limit", huge.into_bytes(), &["431"]),
+        ("too many headers", many.into_bytes(), &["431"]),
     ];
     for (what, request, statuses) in cases {
         let answer = raw(proxy.addr, &request).await;
