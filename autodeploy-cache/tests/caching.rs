@@ -482,3 +482,40 @@ async fn without_forward_host_the_client_host_cannot_split_or_poison_the_cache()
         format!("127.0.0.1:{}", s.origin.port).as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_headers_and_path_tricks_cannot_poison_another_url() {
+    let s = setup(&[]).await;
+    let cache = s.dir.path().join("cache");
+    // A client asks for seed=80 while naming seed=81 in every rewrite header it can think of.
+    let poisoner = fetch(
+        "GET",
+        &s.proxy.url("/blob/64?seed=80"),
+        &[
+            ("x-original-url", "/blob/64?seed=81"),
+            ("x-rewrite-url", "/blob/64?seed=81"),
+            ("x-forwarded-host", "evil.example"),
+            ("connection", "x-forwarded-for"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(poisoner.body, expected(80, 0, 64));
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
+    // Everyone else gets, for each URL, what the origin serves for that URL.
+    for (target, seed) in [("/blob/64?seed=80", 80), ("/blob/64?seed=81", 81)] {
+        let r = get(&s.proxy.url(target)).await;
+        assert_eq!(r.body, expected(seed, 0, 64), "{target}");
+    }
+    // Encoded and dotted variants are different targets upstream and in the cache.
+    for target in [
+        "/blob/64%3Fseed=80",
+        "/blob/../blob/64?seed=80",
+        "/BLOB/64?seed=80",
+    ] {
+        let r = get(&s.proxy.url(target)).await;
+        assert_ne!(r.cache(), "HIT", "{target} was served another URL's entry");
+        assert_eq!(s.origin.count(target), 1, "{target} went upstream as sent");
+    }
+}
