@@ -157,12 +157,7 @@ impl Proxy {
                 }
                 let (fill, created) = self.fills.find_or_create(&key);
                 if created {
-                    let mut request = self.upstream_request(
-                        &parts,
-                        client,
-                        Empty::new().map_err(|e| match e {}).boxed(),
-                    );
-                    strip_client_only(request.headers_mut());
+                    let mut request = self.fill_request(&parts, client);
                     if let Some(etag) = entry
                         .meta
                         .header("etag")
@@ -177,7 +172,6 @@ impl Proxy {
                     {
                         request.headers_mut().insert(header::IF_MODIFIED_SINCE, lm);
                     }
-                    *request.method_mut() = Method::GET;
                     let (give, handoff) = oneshot::channel();
                     tokio::spawn(fill::run(
                         fill.clone(),
@@ -202,13 +196,7 @@ impl Proxy {
             None => {
                 let (fill, created) = self.fills.find_or_create(&key);
                 let handoff = created.then(|| {
-                    let mut request = self.upstream_request(
-                        &parts,
-                        client,
-                        Empty::new().map_err(|e| match e {}).boxed(),
-                    );
-                    strip_client_only(request.headers_mut());
-                    *request.method_mut() = Method::GET;
+                    let request = self.fill_request(&parts, client);
                     let (give, handoff) = oneshot::channel();
                     tokio::spawn(fill::run(
                         fill.clone(),
@@ -230,6 +218,17 @@ impl Proxy {
                 .await
             }
         }
+    }
+
+    /// The upstream request of a fill: always a GET of the whole object, without this
+    /// client's range or validators (HEAD is fetched as GET, as nginx does).
+    fn fill_request(&self, parts: &http::request::Parts, client: SocketAddr) -> Request<ProxyBody> {
+        let mut request = self.upstream_request(parts, client, empty());
+        for name in CLIENT_ONLY {
+            request.headers_mut().remove(name);
+        }
+        *request.method_mut() = Method::GET;
+        request
     }
 
     fn fill_context(&self) -> FillContext {
@@ -320,10 +319,7 @@ impl Proxy {
                 let response = match response {
                     Some(response) => response,
                     None => {
-                        let request = Request::from_parts(
-                            parts.clone(),
-                            Empty::new().map_err(|e| match e {}).boxed(),
-                        );
+                        let request = Request::from_parts(parts.clone(), empty());
                         return (self.forward(request, client).await, Some(label));
                     }
                 };
@@ -457,12 +453,6 @@ fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
         current = err.source();
     }
     false
-}
-
-fn strip_client_only(headers: &mut http::HeaderMap) {
-    for name in CLIENT_ONLY {
-        headers.remove(name);
-    }
 }
 
 fn unix_now() -> u64 {
