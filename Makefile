@@ -52,7 +52,7 @@ demo: build bench-tools
 # Long fault tests: 200 kill -9 rounds, 2,000 connections for five minutes, and a million
 # cases for each parser property test (failures are kept in proptest-regressions/).
 soak: build
-	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 crash load fuzz
+	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 --nocapture crash load fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check

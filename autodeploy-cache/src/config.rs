@@ -86,6 +86,9 @@ pub struct Config {
     pub client_header_timeout: Duration,
     /// Most client connections at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Most fills (distinct objects being fetched into the cache) at once; further misses
+    /// pass through uncached, so a flood of distinct URLs cannot exhaust disk or tasks.
+    pub max_fills: usize,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             sweep_interval: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(30),
             max_connections: 8192,
+            max_fills: 256,
         })
     }
 }

@@ -183,7 +183,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(if std::env::var_os("SOAK").is_some() { 500_000 } else { 2000 }))]
+        #![proptest_config(ProptestConfig::with_cases(if std::env::var_os("SOAK").is_some() { 200_000 } else { 2000 }))]
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {

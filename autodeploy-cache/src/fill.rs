@@ -155,11 +155,15 @@ impl Fills {
     }
 
     /// The fill for `key`, and whether it was created by this call (the caller must then run
-    /// it).
-    pub fn find_or_create(&self, key: &CacheKey) -> (Arc<Fill>, bool) {
+    /// it); `None` when `max` fills already run and none is for `key`.
+    pub fn find_or_create(&self, key: &CacheKey, max: usize) -> Option<(Arc<Fill>, bool)> {
         let mut map = self.map.lock().unwrap();
         if let Some(fill) = map.get(key.as_str()).and_then(Weak::upgrade) {
-            return (fill, false);
+            return Some((fill, false));
+        }
+        map.retain(|_, fill| fill.strong_count() > 0);
+        if map.len() >= max {
+            return None;
         }
         let (progress, _) = watch::channel(Progress::default());
         let fill = Arc::new(Fill {
@@ -167,7 +171,7 @@ impl Fills {
             progress,
         });
         map.insert(key.as_str().to_string(), Arc::downgrade(&fill));
-        (fill, true)
+        Some((fill, true))
     }
 
     fn remove(&self, fill: &Arc<Fill>) {

@@ -155,7 +155,11 @@ impl Proxy {
                 if self.fills.find(&key).is_some() {
                     return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
                 }
-                let (fill, created) = self.fills.find_or_create(&key);
+                let Some((fill, created)) = self.fills.find_or_create(&key, self.config.max_fills)
+                else {
+                    // Too many fills at once: the expired entry is the best answer.
+                    return (serve_entry(&parts, entry), Some(CacheStatus::Stale));
+                };
                 if created {
                     let mut request = self.fill_request(&parts, client);
                     if let Some(etag) = entry
@@ -194,7 +198,15 @@ impl Proxy {
                 }
             }
             None => {
-                let (fill, created) = self.fills.find_or_create(&key);
+                let Some((fill, created)) = self.fills.find_or_create(&key, self.config.max_fills)
+                else {
+                    // Too many fills at once: this one passes through, uncached.
+                    let request = Request::from_parts(parts, empty());
+                    return (
+                        self.forward(request, client).await,
+                        Some(CacheStatus::Bypass),
+                    );
+                };
                 let handoff = created.then(|| {
                     let request = self.fill_request(&parts, client);
                     let (give, handoff) = oneshot::channel();

@@ -148,3 +148,32 @@ async fn connections_over_the_cap_are_refused_quickly() {
     .await;
     assert!(ok.is_ok(), "the proxy serves again once the flood is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_over_the_fill_cap_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| c.max_fills = 2).await;
+    let targets: Vec<String> = (0..6)
+        .map(|i| format!("/blob/{}?seed={}&rate={}", 1 << 20, 90 + i, 2 << 20))
+        .collect();
+    let requests: Vec<_> = targets
+        .iter()
+        .map(|t| tokio::spawn(crate::support::fetch_owned(proxy.url(t))))
+        .collect();
+    let mut statuses = Vec::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let r = r.await.unwrap();
+        assert_eq!(
+            r.body,
+            crate::support::origin::expected(90 + i as u64, 0, 1 << 20)
+        );
+        statuses.push(r.cache().to_string());
+    }
+    let bypassed = statuses.iter().filter(|s| *s == "BYPASS").count();
+    assert!(bypassed >= 4, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| *s == "MISS").count() <= 2,
+        "{statuses:?}"
+    );
+}

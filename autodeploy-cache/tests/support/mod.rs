@@ -219,3 +219,8 @@ pub fn temp_files(dir: &Path) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// `get` for spawned tasks.
+pub async fn fetch_owned(url: String) -> Fetched {
+    get(&url).await
+}
