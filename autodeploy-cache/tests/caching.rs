@@ -128,19 +128,12 @@ async fn inactive_entries_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
     let cache = dir.path().join("cache");
-    let args = autodeploy_cache::Args {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: Some(origin.url()),
-        cache_dir: cache.clone(),
-        max_size: "1g".into(),
-        inactive: "1s".into(),
-        valid: "1d".into(),
-        upstream_ca: Some(origin.ca_file.clone()),
-        upstream_insecure: false,
-        forward_host: false,
-        shutdown_grace: "5s".into(),
-    };
-    let mut config = autodeploy_cache::Config::from_args(args, None).unwrap();
+    let mut config = crate::support::config(
+        &origin.url(),
+        &origin.ca_file,
+        &cache,
+        &["--inactive", "1s"],
+    );
     config.sweep_interval = Duration::from_millis(100);
     let proxy = Proxy::start_with(config).await;
     get(&proxy.url("/blob/100")).await;

@@ -3,7 +3,6 @@
 //! stray temp file and whatever it serves is byte-identical to the origin. 20 rounds in
 //! `make test`, 200 with `SOAK=1` (`make soak`).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,14 +11,8 @@ use crate::support::origin::{Origin, expected};
 use crate::support::{stream_check, temp_files};
 
 /// Starts the proxy binary; returns it with its address once it listens.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the caller kills and waits for the child it gets"
-)]
 pub fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
-    let binary = std::env::var_os("AUTODEPLOY_CACHE_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into());
+    let binary = crate::support::proxy_binary();
     let mut child = Command::new(binary)
         .args(["--listen", "127.0.0.1:0", "--max-size", "10m", "--upstream"])
         .arg(origin.url())
@@ -32,21 +25,8 @@ pub fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the proxy exited before listening"
-        );
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split(',').next().unwrap().to_string();
-            // Keep draining stderr so the proxy never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, addr);
-        }
-    }
+    let (addr, _) = crate::support::listening(&mut child);
+    (child, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,6 @@
 //! a CA file, the upstream given as the nginx container's `AUTO_DEPLOY=host:port`, logs on
 //! stdout, and a graceful exit on SIGTERM that keeps what was cached.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -50,16 +49,7 @@ async fn serves_from_an_empty_root_and_stops_gracefully() {
         .spawn()
         .unwrap();
     // Readiness: the start-up line names the bound address.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        let n = stderr.read_line(&mut line).unwrap();
-        assert!(n > 0, "the proxy exited before listening");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split(',').next().unwrap().to_string();
-        }
-    };
+    let (addr, _) = crate::support::listening(&mut child);
     let url = format!("http://{addr}/blob/100000?seed=31");
     let first = get(&url).await;
     assert_eq!((first.status.as_u16(), first.cache()), (200, "MISS"));

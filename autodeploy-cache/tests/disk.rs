@@ -3,7 +3,6 @@
 //! stores again when it can. The proxy runs in its own mount namespace with the file system
 //! mounted over its cache directory.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,9 +26,7 @@ impl Drop for Contained {
 /// Runs the proxy binary after `mount_script` (sh) has prepared its cache directory inside a
 /// private mount namespace.
 fn contained(origin: &Origin, cache: &Path, mount_script: &str) -> Contained {
-    let binary = std::env::var_os("AUTODEPLOY_CACHE_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into());
+    let binary = crate::support::proxy_binary();
     std::fs::create_dir_all(cache).unwrap();
     let script = format!(
         "{mount_script} && exec '{}' --listen 127.0.0.1:0 --max-size 100m --upstream '{}' --upstream-ca '{}' --cache-dir '{}'",
@@ -52,30 +49,7 @@ fn contained(origin: &Origin, cache: &Path, mount_script: &str) -> Contained {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!(
-                "the proxy exited before listening ({status:?}): {}",
-                log.lock().unwrap()
-            );
-        }
-        log.lock().unwrap().push_str(&line);
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split(',').next().unwrap().to_string();
-        }
-    };
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    let (addr, log) = crate::support::listening(&mut child);
     Contained {
         child,
         addr,

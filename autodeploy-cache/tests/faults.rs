@@ -12,21 +12,9 @@ fn config(
     origin: &Origin,
     ca: &std::path::Path,
     cache: &std::path::Path,
-    extra: &[&str],
+    flags: &[&str],
 ) -> autodeploy_cache::Config {
-    use clap::Parser as _;
-    let mut args = vec![
-        "autodeploy-cache".to_string(),
-        "--upstream".into(),
-        origin.url(),
-        "--upstream-ca".into(),
-        ca.display().to_string(),
-        "--cache-dir".into(),
-        cache.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    autodeploy_cache::Config::from_args(autodeploy_cache::Args::try_parse_from(args).unwrap(), None)
-        .unwrap()
+    crate::support::config(&origin.url(), ca, cache, flags)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,18 +14,8 @@ async fn proxy_with(
     origin: &Origin,
     tweak: impl FnOnce(&mut autodeploy_cache::Config),
 ) -> Proxy {
-    use clap::Parser as _;
-    let args = autodeploy_cache::Args::try_parse_from([
-        "autodeploy-cache".to_string(),
-        "--upstream".into(),
-        origin.url(),
-        "--upstream-ca".into(),
-        origin.ca_file.display().to_string(),
-        "--cache-dir".into(),
-        dir.join("cache").display().to_string(),
-    ])
-    .unwrap();
-    let mut config = autodeploy_cache::Config::from_args(args, None).unwrap();
+    let mut config =
+        crate::support::config(&origin.url(), &origin.ca_file, &dir.join("cache"), &[]);
     tweak(&mut config);
     Proxy::start_with(config).await
 }

@@ -28,24 +28,7 @@ pub struct Proxy {
 impl Proxy {
     /// Starts the proxy with `flags` (plus `--upstream`, `--upstream-ca` and `--cache-dir`).
     pub async fn start(upstream: &str, ca_file: &Path, cache_dir: &Path, flags: &[&str]) -> Self {
-        let mut args = vec![
-            "autodeploy-cache".to_string(),
-            "--upstream".into(),
-            upstream.into(),
-            "--upstream-ca".into(),
-            ca_file.display().to_string(),
-            "--cache-dir".into(),
-            cache_dir.display().to_string(),
-            "--shutdown-grace".into(),
-            "5s".into(),
-        ];
-        args.extend(flags.iter().map(|s| s.to_string()));
-        let config = autodeploy_cache::Config::from_args(
-            autodeploy_cache::Args::try_parse_from(args).unwrap(),
-            None,
-        )
-        .unwrap();
-        Self::start_with(config).await
+        Self::start_with(config(upstream, ca_file, cache_dir, flags)).await
     }
 
     pub async fn start_with(config: autodeploy_cache::Config) -> Self {
@@ -71,6 +54,30 @@ impl Proxy {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// The proxy's configuration from `flags` plus `--upstream`, `--upstream-ca` and
+/// `--cache-dir`, for tests that then adjust what has no flag.
+pub fn config(
+    upstream: &str,
+    ca_file: &Path,
+    cache_dir: &Path,
+    flags: &[&str],
+) -> autodeploy_cache::Config {
+    let mut args = vec![
+        "autodeploy-cache".to_string(),
+        "--upstream".into(),
+        upstream.into(),
+        "--upstream-ca".into(),
+        ca_file.display().to_string(),
+        "--cache-dir".into(),
+        cache_dir.display().to_string(),
+        "--shutdown-grace".into(),
+        "5s".into(),
+    ];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    autodeploy_cache::Config::from_args(autodeploy_cache::Args::try_parse_from(args).unwrap(), None)
+        .unwrap()
 }
 
 /// A response read whole.
@@ -223,4 +230,45 @@ pub fn temp_files(dir: &Path) -> usize {
 /// `get` for spawned tasks.
 pub async fn fetch_owned(url: String) -> Fetched {
     get(&url).await
+}
+
+/// Waits until a proxy started as a child process says where it listens; returns that
+/// address and its stderr so far, which keeps being collected (and drained, so the child
+/// never blocks on a full pipe). Kills the child and panics if it exits first.
+pub fn listening(
+    child: &mut std::process::Child,
+) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead as _;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!(
+                "the proxy exited before listening ({status:?}): {}",
+                log.lock().unwrap()
+            );
+        }
+        log.lock().unwrap().push_str(&line);
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap_or_default().to_string();
+        }
+    };
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    (addr, log)
+}
+
+/// The proxy binary: the static build from `make` (`AUTODEPLOY_CACHE_BIN`), else cargo's.
+pub fn proxy_binary() -> std::path::PathBuf {
+    std::env::var_os("AUTODEPLOY_CACHE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into())
 }
