@@ -335,3 +335,35 @@ fn overlong_and_empty_texts_are_refused_before_sending() {
     );
     assert_eq!(case.run(&[&fits]).code, 0, "a URL counts 23");
 }
+
+#[test]
+fn posts_through_an_outbound_proxy_from_the_flag_or_the_environment() {
+    use crate::support::connect_proxy::ConnectProxy;
+    let case = Case::new(Behaviour::default());
+    let target = format!("127.0.0.1:{}", case.x.port);
+
+    let proxy = ConnectProxy::start();
+    let out = case.run(&["--proxy", &proxy.url(), "via --proxy"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(proxy.targets(), [target.clone()]);
+
+    let proxy = ConnectProxy::start();
+    let mut cmd = case.post(&["via HTTPS_PROXY"]);
+    cmd.env("HTTPS_PROXY", proxy.url());
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(proxy.targets(), [target.clone()]);
+
+    let proxy = ConnectProxy::start();
+    let mut cmd = case.post(&["NO_PROXY wins"]);
+    cmd.env("HTTPS_PROXY", proxy.url())
+        .env("NO_PROXY", "127.0.0.1");
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(proxy.targets().is_empty(), "NO_PROXY was ignored");
+
+    assert_eq!(
+        case.x.posted(),
+        ["via --proxy", "via HTTPS_PROXY", "NO_PROXY wins"]
+    );
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod connect_proxy;
 pub mod esxi_host;
 pub mod fake_x;
 pub mod verifier;
