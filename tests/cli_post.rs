@@ -345,14 +345,14 @@ fn posts_through_an_outbound_proxy_from_the_flag_or_the_environment() {
     let proxy = ConnectProxy::start();
     let out = case.run(&["--proxy", &proxy.url(), "via --proxy"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(proxy.targets(), [target.clone()]);
+    assert_eq!(proxy.targets(), vec![target.clone()]);
 
     let proxy = ConnectProxy::start();
     let mut cmd = case.post(&["via HTTPS_PROXY"]);
     cmd.env("HTTPS_PROXY", proxy.url());
     let out = run(&mut cmd, None);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(proxy.targets(), [target.clone()]);
+    assert_eq!(proxy.targets(), vec![target.clone()]);
 
     let proxy = ConnectProxy::start();
     let mut cmd = case.post(&["NO_PROXY wins"]);
