@@ -311,9 +311,9 @@ async fn fetch(
         let _ = handoff.send(http::Response::from_parts(parts, body));
         return FillEnd::HandedOver;
     }
-    if let Some(length) = content_length
-        && !ctx.store.make_room(length)
-    {
+    // Held until the fill ends: by then the bytes are on disk or gone.
+    let room = content_length.map(|length| (length, ctx.store.make_room(length)));
+    if let Some((length, None)) = room {
         ctx.store.report_trouble(&format!(
             "no room for {length} bytes even after evicting everything"
         ));

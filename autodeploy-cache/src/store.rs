@@ -69,6 +69,22 @@ pub struct Store {
     /// Whether the last attempt to store failed (full or read-only disk): trouble is logged
     /// when it starts and when it ends, not once per request.
     trouble: std::sync::atomic::AtomicBool,
+    /// Bytes promised to fills in progress, so that concurrent fills do not all count the
+    /// same free space; the lock makes check-and-reserve one step.
+    reserved: Arc<Mutex<u64>>,
+}
+
+/// Space set aside for one fill; given back when dropped (the fill ended or was committed).
+#[derive(Debug)]
+pub struct Reservation {
+    reserved: Arc<Mutex<u64>>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        *self.reserved.lock().unwrap() -= self.bytes;
+    }
 }
 
 /// Free space kept beyond an object's size when making room for it.
@@ -100,6 +116,7 @@ impl Store {
             open: Mutex::new(HashMap::new()),
             temp_counter: AtomicU64::new(0),
             trouble: std::sync::atomic::AtomicBool::new(false),
+            reserved: Arc::new(Mutex::new(0)),
         };
         if let Err(e) = cleared {
             store.report_trouble(&format!("cannot clear tmp/: {e}"));
@@ -234,17 +251,24 @@ impl Store {
         }
     }
 
-    /// Makes room on the file system for `needed` more bytes, evicting least recently used
-    /// entries while it has less free; `--max-size` larger than the disk then still cannot
-    /// fill it. Returns whether there is room.
-    pub fn make_room(&self, needed: u64) -> bool {
+    /// Makes room on the file system for a fill of `needed` bytes and sets it aside: evicts
+    /// least recently used entries while free space, less what other fills were promised, is
+    /// short (so `--max-size` larger than the disk still cannot fill it). `None` when even an
+    /// empty cache would not make room.
+    pub fn make_room(&self, needed: u64) -> Option<Reservation> {
+        let mut reserved = self.reserved.lock().unwrap();
         loop {
             let free = match rustix::fs::statvfs(&self.root) {
                 Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
-                Err(_) => return true, // unknown: let the write decide
+                Err(_) => u64::MAX, // unknown: let the writes decide
             };
-            if free >= needed.saturating_add(HEADROOM) {
-                return true;
+            let wanted = needed.saturating_add(HEADROOM).saturating_add(*reserved);
+            if free >= wanted {
+                *reserved += needed;
+                return Some(Reservation {
+                    reserved: self.reserved.clone(),
+                    bytes: needed,
+                });
             }
             let victim = {
                 let mut index = self.index.lock().unwrap();
@@ -262,7 +286,7 @@ impl Store {
             };
             match victim {
                 Some(hash) => self.remove_files(&[hash]),
-                None => return false,
+                None => return None,
             }
         }
     }

@@ -127,3 +127,41 @@ async fn a_read_only_cache_directory_serves_without_storing() {
     let log = proxy.stderr.lock().unwrap().clone();
     assert_eq!(log.matches("cannot store").count(), 1, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fills_do_not_count_the_same_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
+    );
+    // Two 4 MiB objects fetched at once on a 6 MiB file system: without reservations both
+    // would start and one would run out of space mid-body, aborting its client.
+    let urls: Vec<String> = (0..2)
+        .map(|i| {
+            format!(
+                "http://{}/blob/{}?seed={}&rate={}",
+                proxy.addr,
+                4 << 20,
+                75 + i,
+                8 << 20
+            )
+        })
+        .collect();
+    let requests: Vec<_> = urls
+        .iter()
+        .cloned()
+        .map(|u| tokio::spawn(async move { fetch("GET", &u, &[], b"").await }))
+        .collect();
+    let mut statuses = Vec::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let r = r.await.unwrap().expect("no client may be aborted");
+        assert_eq!(r.body, expected(75 + i as u64, 0, 4 << 20));
+        statuses.push(r.cache().to_string());
+    }
+    assert!(statuses.contains(&"MISS".to_string()), "{statuses:?}");
+    assert!(statuses.contains(&"BYPASS".to_string()), "{statuses:?}");
+}
