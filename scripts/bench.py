@@ -495,6 +495,12 @@ def svg(results):
 
 
 def main():
+    # `scripts/bench.py storm hot`: only those scenarios, printed, not written to bench/.
+    only = sys.argv[1:]
+    unknown = set(only) - {"hot", "storm", "sequence", "ceiling", "agent"}
+    if unknown:
+        raise SystemExit(f"bench: unknown scenario {', '.join(sorted(unknown))}: "
+                         "choose from hot, storm, sequence, ceiling, agent")
     for tool in ["nginx", "wrk", "iperf3", "hyperfine", "openssl", "curl", "/usr/bin/time"]:
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is missing: run `make bench`, which installs it")
@@ -521,18 +527,23 @@ def main():
         "s1": {}, "s2": {}, "s3": {}, "s4": {},
     }
     partial = WORK / "partial.json"
+    steps = {"hot": lambda: scenario_hot(proxies, results),
+             "storm": lambda: scenario_storm(proxies, origin_log, results),
+             "sequence": lambda: scenario_sequence(proxies, origin_log, results),
+             "ceiling": lambda: scenario_ceiling(results),
+             "agent": lambda: scenario_agent(origin_port, certs, results)}
     try:
         proxies.restart()
-        for step in [lambda: scenario_hot(proxies, results),
-                     lambda: scenario_storm(proxies, origin_log, results),
-                     lambda: scenario_sequence(proxies, origin_log, results),
-                     lambda: scenario_ceiling(results),
-                     lambda: scenario_agent(origin_port, certs, results)]:
-            step()
+        for name in only or steps:
+            steps[name]()
             partial.write_text(json.dumps(results, indent=2))
     finally:
         for p in processes:
             stop(p)
+    if only:
+        # A partial run is for working on one figure: print it, keep the committed report.
+        print(json.dumps(results, indent=2))
+        return
     notes = OUT / "notes.md"
     if notes.exists():
         results["notes"] = notes.read_text()

@@ -12,16 +12,19 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::future::Future;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
@@ -524,15 +527,14 @@ pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
             }
             .boxed()
         }
-        Source::Fill { head, progress } => {
-            let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(1);
-            tokio::spawn(async move {
-                if let Err(e) = pump(head, progress, start, end, &tx).await {
-                    let _ = tx.send(Err(e)).await;
-                }
-            });
-            ChannelBody { rx }.boxed()
+        Source::Fill { head, progress } => FillBody {
+            reader: Reader::new(),
+            head,
+            progress: Watch::Ready(progress),
+            pos: start,
+            end,
         }
+        .boxed(),
     }
 }
 
@@ -552,15 +554,15 @@ impl hyper::body::Body for EntryBody {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
         if self.pos >= self.end {
-            return std::task::Poll::Ready(None);
+            return Poll::Ready(None);
         }
         let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
         let result = frames::read_at(&self.file, self.offset + self.pos, len);
-        std::task::Poll::Ready(Some(match result {
+        Poll::Ready(Some(match result {
             Ok(data) => {
                 self.pos += len as u64;
                 Ok(hyper::body::Frame::data(data))
@@ -578,62 +580,87 @@ impl hyper::body::Body for EntryBody {
     }
 }
 
-/// Follows a fill: sends bytes `start..end` as they are written, waits for more, and fails
-/// when the fill fails.
-async fn pump(
+/// Follows a fill: yields bytes `start..end` as they are written, waits for more, and fails
+/// when the fill fails. Polled by the connection's own task like [`EntryBody`]. It used to be a
+/// task per reader feeding a channel: each reader then held a frame in the channel as well as
+/// the one hyper was writing, and the storm (`make bench`, scenario 3: 100 readers) peaked at
+/// 42 MiB against 13-21 MiB polled directly, with the last client done no later.
+struct FillBody {
+    reader: Reader,
     head: Arc<FillHead>,
-    mut progress: watch::Receiver<Progress>,
-    start: u64,
+    progress: Watch,
+    pos: u64,
     end: Option<u64>,
-    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
-) -> Result<(), BoxError> {
-    let reader = Reader::new();
-    let mut pos = start;
-    loop {
-        let (available, finished) = {
-            let p = progress.borrow_and_update();
-            match &p.end {
-                Some(FillEnd::Failed { reason, .. }) => return Err(reason.clone().into()),
-                Some(FillEnd::Complete) => (p.written, true),
-                Some(_) => return Err("fill ended without a body".into()),
-                None => (p.written, false),
-            }
-        };
-        let limit = end.map_or(available, |e| e.min(available));
-        if pos < limit {
-            let len = (limit - pos).min(reader.frame_size() as u64) as usize;
-            // Bytes the fill wrote moments ago: in the page cache, so read inline.
-            let data = frames::read_at(&head.file, head.body_offset + pos, len)?;
-            pos += len as u64;
-            if tx.send(Ok(data)).await.is_err() {
-                return Ok(()); // the client left
-            }
-            continue;
-        }
-        if end.is_some_and(|e| pos >= e) || finished {
-            return Ok(());
-        }
-        if progress.changed().await.is_err() {
-            return Err("fill went away".into());
-        }
-    }
 }
 
-/// A body fed by the reader task.
-struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+/// The fill's progress channel, or the wait for its next change.
+enum Watch {
+    Ready(watch::Receiver<Progress>),
+    Waiting(Pin<Box<dyn Future<Output = Changed> + Send + Sync>>),
+    Gone,
 }
 
-impl hyper::body::Body for ChannelBody {
+/// The receiver back from a wait, and whether the fill still exists.
+type Changed = (watch::Receiver<Progress>, bool);
+
+impl hyper::body::Body for FillBody {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(hyper::body::Frame::data)))
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let mut rx = match std::mem::replace(&mut this.progress, Watch::Gone) {
+                Watch::Ready(rx) => rx,
+                Watch::Waiting(mut wait) => match wait.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.progress = Watch::Waiting(wait);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((_, false)) => {
+                        return Poll::Ready(Some(Err("fill went away".into())));
+                    }
+                    Poll::Ready((rx, true)) => rx,
+                },
+                Watch::Gone => return Poll::Ready(None),
+            };
+            let (available, finished) = {
+                let p = rx.borrow_and_update();
+                match &p.end {
+                    Some(FillEnd::Failed { reason, .. }) => {
+                        return Poll::Ready(Some(Err(reason.clone().into())));
+                    }
+                    Some(FillEnd::Complete) => (p.written, true),
+                    Some(_) => return Poll::Ready(Some(Err("fill ended without a body".into()))),
+                    None => (p.written, false),
+                }
+            };
+            let limit = this.end.map_or(available, |e| e.min(available));
+            if this.pos < limit {
+                let len = (limit - this.pos).min(this.reader.frame_size() as u64) as usize;
+                // Bytes the fill wrote moments ago: in the page cache, so read inline.
+                let read = frames::read_at(&this.head.file, this.head.body_offset + this.pos, len);
+                this.progress = Watch::Ready(rx);
+                return Poll::Ready(Some(match read {
+                    Ok(data) => {
+                        this.pos += len as u64;
+                        Ok(hyper::body::Frame::data(data))
+                    }
+                    Err(e) => Err(e.into()),
+                }));
+            }
+            if this.end.is_some_and(|e| this.pos >= e) || finished {
+                return Poll::Ready(None);
+            }
+            // Caught up with the fill: wait for it to publish more. The wait owns the
+            // receiver, so it is boxed once per wait rather than borrowed across polls.
+            this.progress = Watch::Waiting(Box::pin(async move {
+                let alive = rx.changed().await.is_ok();
+                (rx, alive)
+            }));
+        }
     }
 }
