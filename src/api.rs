@@ -252,12 +252,15 @@ impl Problem {
         words.replace(['\n', '\r'], " ")
     }
 
+    /// Whether the v2 problem's `detail` contains `words` (lower case), in any case.
+    fn detail_says(&self, words: &str) -> bool {
+        self.detail
+            .as_deref()
+            .is_some_and(|d| d.to_ascii_lowercase().contains(words))
+    }
+
     fn classify(&self, status: u16, said: String) -> Error {
-        let duplicate = self.has_code(187)
-            || self
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.to_ascii_lowercase().contains("duplicate"));
+        let duplicate = self.has_code(187) || self.detail_says("duplicate");
         let permissions = self
             .kind
             .as_deref()
@@ -267,8 +270,11 @@ impl Problem {
             Error::TextRejected(format!(
                 "duplicate post (HTTP {status}): {said}; hint: X refuses the same text twice in a row, change it"
             ))
-        } else if self.has_code(186) {
-            Error::TextRejected(format!("text too long (HTTP {status}): {said}"))
+        } else if self.has_code(186) || self.detail_says("too long") {
+            // v2 says it only in words, with 403, which must not read as an auth failure.
+            Error::TextRejected(format!(
+                "text too long (HTTP {status}): {said}; hint: X counts every link as 23 characters, bare domains such as example.com included"
+            ))
         } else if permissions {
             Error::Auth(format!(
                 "permission denied (HTTP {status}): {said}; hint: in the developer portal set the app's permissions to Read and Write, then regenerate the access token and secret"
@@ -367,6 +373,19 @@ mod tests {
         );
         assert_eq!(code, error::EXIT_TEXT_REJECTED);
         assert!(msg.contains("duplicate content"), "{msg}");
+        let (code, msg) = fatal_code(
+            ApiVersion::V2,
+            403,
+            r#"{"title":"Forbidden","detail":"Your Tweet text is too long. For more information on how Twitter determines text length see https://github.com/twitter/twitter-text.","type":"about:blank","status":403}"#,
+        );
+        assert_eq!(code, error::EXIT_TEXT_REJECTED);
+        assert!(msg.contains("too long") && msg.contains("23"), "{msg}");
+        let (code, _) = fatal_code(
+            ApiVersion::V1_1,
+            403,
+            r#"{"errors":[{"code":186,"message":"Tweet needs to be a bit shorter."}]}"#,
+        );
+        assert_eq!(code, error::EXIT_TEXT_REJECTED);
         let (code, msg) = fatal_code(
             ApiVersion::V2,
             403,

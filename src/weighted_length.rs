@@ -13,8 +13,11 @@
 //! - every other code point counts 1 in the ranges U+0000–U+10FF, U+2000–U+200D,
 //!   U+2010–U+201F, U+2032–U+2037, and 2 elsewhere (CJK, for instance).
 //!
-//! Known difference: twitter-text also counts bare domains (`example.com`) as URLs; here only
-//! URLs with a scheme do, so such a text may be counted longer than X counts it, never shorter.
+//! Known difference: twitter-text also counts bare domains with a known top-level domain
+//! (`example.com`) as URLs; here only URLs with a scheme do, since deciding which domains count
+//! takes its list of some 1,500 TLDs. A bare domain is counted by its own length, so a text near
+//! the limit may be counted longer or shorter than X counts it; when X counts it over the
+//! limit, its refusal is reported as "text too long" (exit 65) like ours.
 
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_properties::{EmojiStatus, UnicodeEmoji as _};
