@@ -30,7 +30,7 @@ use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
 use crate::frames;
 use crate::headers;
-use crate::store::{Entry, Store};
+use crate::store::{Entry, Reservation, Store};
 use crate::upstream::{BoxError, ProxyBody, Upstream};
 
 /// Memory shared by the frames of every body being sent from the cache (hits and readers of
@@ -39,6 +39,8 @@ use crate::upstream::{BoxError, ProxyBody, Upstream};
 /// last, so a reader holds about two frames: with many readers memory stays near twice this
 /// budget; with few, large reads keep throughput up.
 const FRAME_BUDGET: usize = 8 << 20;
+/// How much room a body of unknown length (chunked) sets aside at a time as it grows.
+const UNKNOWN_LENGTH_STEP: u64 = 4 << 20;
 /// Largest frame: past this, bigger reads stop paying (measured with `make bench`).
 const MAX_FRAME: usize = 512 << 10;
 /// Smallest frame, however many readers.
@@ -357,6 +359,10 @@ async fn fetch(
         }))
     });
 
+    // A body of unknown length sets room aside a step at a time as it grows, evicting as it
+    // goes; the bytes of earlier steps are on disk by then, where free space counts them.
+    let mut step_room: Option<Reservation> = None;
+    let mut set_aside = 0u64;
     let mut written = 0u64;
     loop {
         let frame = match tokio::time::timeout(ctx.idle_timeout, body.frame()).await {
@@ -370,6 +376,26 @@ async fn fetch(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        let after = written + data.len() as u64;
+        if content_length.is_none() && after > set_aside {
+            let step = UNKNOWN_LENGTH_STEP.max(after - set_aside);
+            // This step's bytes are written: free space counts them now, not the promise.
+            drop(step_room.take());
+            step_room = ctx.store.make_room(step);
+            if step_room.is_none() {
+                // Readers already have the first bytes: there is no handing this response
+                // back, so they are aborted rather than ended short.
+                ctx.store.report_trouble(&format!(
+                    "no room past {written} bytes for a body of unknown length, even after evicting everything"
+                ));
+                return failed(
+                    format!("no room in the cache past {written} bytes"),
+                    false,
+                    false,
+                );
+            }
+            set_aside += step;
+        }
         // A positional write to the page cache: microseconds, so it stays on this task
         // rather than paying a thread hand-off per frame.
         if let Err(e) = file.write_all_at(&data, body_offset + written) {

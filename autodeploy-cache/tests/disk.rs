@@ -165,3 +165,64 @@ async fn concurrent_fills_do_not_count_the_same_free_space() {
     assert!(statuses.contains(&"MISS".to_string()), "{statuses:?}");
     assert!(statuses.contains(&"BYPASS".to_string()), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_of_unknown_length_makes_room_as_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
+    );
+    let url = |t: &str| format!("http://{}{t}", proxy.addr);
+    let old = format!("/blob/{}?seed=76", 3 << 20);
+    let chunked = format!("/blob/{}?seed=77&chunked=1", 3 << 20);
+    let too_big = format!("/blob/{}?seed=78&chunked=1", 8 << 20);
+    get(&url(&old)).await;
+    assert!(eventually_hit(&url(&old)).await);
+    // No Content-Length, so no room set aside up front: the fill must evict the old entry as
+    // it grows rather than run out of space and abort its client.
+    let r = fetch("GET", &url(&chunked), &[], b"")
+        .await
+        .expect("the client of a chunked fill is not aborted");
+    assert_eq!(r.body, expected(77, 0, 3 << 20));
+    assert!(eventually_hit(&url(&chunked)).await);
+    assert_eq!(get(&url(&old)).await.cache(), "MISS");
+    // Larger than the file system: its client is aborted (a clean end would pass a truncated
+    // image off as whole), nothing is left behind, and the cache keeps working.
+    assert!(fetch("GET", &url(&too_big), &[], b"").await.is_err());
+    let log = proxy.stderr.lock().unwrap().clone();
+    assert!(log.contains("cannot store"), "{log}");
+    assert_eq!(get(&url(&old)).await.body, expected(76, 0, 3 << 20));
+    assert!(eventually_hit(&url(&old)).await);
+    // The proxy's view of its cache directory: the tmpfs in its mount namespace.
+    let inside = Path::new(&format!("/proc/{}/root", proxy.child.id()))
+        .join(cache.strip_prefix("/").unwrap());
+    let files = walk(&inside);
+    assert!(
+        !files.is_empty(),
+        "the stored entry is seen in {}",
+        inside.display()
+    );
+    let leftovers: Vec<_> = files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "fill"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
