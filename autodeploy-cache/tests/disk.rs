@@ -57,6 +57,20 @@ fn contained(origin: &Origin, cache: &Path, mount_script: &str) -> Contained {
     }
 }
 
+/// An origin and a proxy whose cache directory is a 6 MiB tmpfs. The temp dir holding both
+/// lives as long as the first element.
+async fn on_a_small_disk() -> (tempfile::TempDir, Origin, std::path::PathBuf, Contained) {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
+    );
+    (dir, origin, cache, proxy)
+}
+
 async fn eventually_hit(url: &str) -> bool {
     for _ in 0..200 {
         if get(url).await.cache() == "HIT" {
@@ -69,14 +83,7 @@ async fn eventually_hit(url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_file_system_evicts_then_passes_through_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let cache = dir.path().join("cache");
-    let proxy = contained(
-        &origin,
-        &cache,
-        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
-    );
+    let (_dir, origin, _cache, proxy) = on_a_small_disk().await;
     let url = |t: &str| format!("http://{}{t}", proxy.addr);
     let (a, b, c, d) = (
         format!("/blob/{}?seed=70", 4 << 20),
@@ -130,14 +137,7 @@ async fn a_read_only_cache_directory_serves_without_storing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fills_do_not_count_the_same_free_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let cache = dir.path().join("cache");
-    let proxy = contained(
-        &origin,
-        &cache,
-        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
-    );
+    let (_dir, _origin, _cache, proxy) = on_a_small_disk().await;
     // Two 4 MiB objects fetched at once on a 6 MiB file system: without reservations both
     // would start and one would run out of space mid-body, aborting its client.
     let urls: Vec<String> = (0..2)
@@ -168,14 +168,7 @@ async fn concurrent_fills_do_not_count_the_same_free_space() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_of_unknown_length_makes_room_as_it_grows() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let cache = dir.path().join("cache");
-    let proxy = contained(
-        &origin,
-        &cache,
-        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
-    );
+    let (_dir, _origin, cache, proxy) = on_a_small_disk().await;
     let url = |t: &str| format!("http://{}{t}", proxy.addr);
     let old = format!("/blob/{}?seed=76", 3 << 20);
     let chunked = format!("/blob/{}?seed=77&chunked=1", 3 << 20);
