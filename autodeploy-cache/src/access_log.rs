@@ -1,6 +1,7 @@
 //! One access-log line per request on stdout (what `docker logs` and journald read), written
 //! when the response body ends or the client goes away, so the byte count is what was sent.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -75,8 +76,10 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let l = &self.line;
+        // Formatted whole first, so the shared stdout lock is held for one write only.
+        let mut line = String::with_capacity(128);
         let _ = writeln!(
-            std::io::stdout().lock(),
+            line,
             "{} \"{}\" {} {} {}ms {}",
             l.client.ip(),
             l.request,
@@ -85,5 +88,6 @@ impl Drop for LoggedBody {
             l.started.elapsed().as_millis(),
             l.cache.map_or("-", CacheStatus::as_str)
         );
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
 }
