@@ -609,8 +609,8 @@ impl hyper::body::Body for EntryBody {
 /// Follows a fill: yields bytes `start..end` as they are written, waits for more, and fails
 /// when the fill fails. Polled by the connection's own task like [`EntryBody`]. It used to be a
 /// task per reader feeding a channel: each reader then held a frame in the channel as well as
-/// the one hyper was writing, and the storm (`make bench`, scenario 3: 100 readers) peaked at
-/// 42 MiB against 13-21 MiB polled directly, with the last client done no later.
+/// the one hyper was writing, and a hundred of them (`make bench`, scenario 3) took twice the
+/// memory for no faster delivery (bench/notes.md).
 struct FillBody {
     reader: Reader,
     head: Arc<FillHead>,
