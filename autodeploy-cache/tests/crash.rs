@@ -4,14 +4,14 @@
 //! `make test`, 200 with `SOAK=1` (`make soak`).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{stream_check, temp_files};
+use crate::support::{ProxyProcess, stream_check, temp_files};
 
 /// Starts the proxy binary; returns it with its address once it listens.
-pub fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
+pub fn spawn(origin: &Origin, cache: &Path) -> ProxyProcess {
     let binary = crate::support::proxy_binary();
     let mut child = Command::new(binary)
         .args(["--listen", "127.0.0.1:0", "--max-size", "10m", "--upstream"])
@@ -25,8 +25,12 @@ pub fn spawn(origin: &Origin, cache: &Path) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (addr, _) = crate::support::listening(&mut child);
-    (child, addr)
+    let (addr, stderr) = crate::support::listening(&mut child);
+    ProxyProcess {
+        child,
+        addr,
+        stderr,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +51,8 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         20
     };
     for round in 0..rounds {
-        let (mut child, addr) = spawn(&origin, &cache);
+        let mut proxy = spawn(&origin, &cache);
+        let addr = proxy.addr.clone();
         assert_eq!(
             temp_files(&cache),
             0,
@@ -72,8 +77,7 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         tokio::time::sleep(Duration::from_millis(rng % 400)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        proxy.kill();
         if temp_files(&cache) > 0 {
             killed_mid_fill += 1;
         }
@@ -82,13 +86,13 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         killed_mid_fill > 0,
         "no kill landed during a fill: the test proved nothing"
     );
-    let (mut child, addr) = spawn(&origin, &cache);
+    let mut proxy = spawn(&origin, &cache);
+    let addr = proxy.addr.clone();
     assert_eq!(temp_files(&cache), 0);
     let r = stream_check(format!("http://{addr}{}", targets[0]), 60)
         .await
         .unwrap();
     assert!(r.correct);
     assert_eq!(r.len as usize, expected(60, 0, 4 << 20).len());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    proxy.kill();
 }

@@ -4,62 +4,13 @@
 //! mounted over its cache directory.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{fetch, get};
-
-struct Contained {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Contained {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the proxy binary after `mount_script` (sh) has prepared its cache directory inside a
-/// private mount namespace.
-fn contained(origin: &Origin, cache: &Path, mount_script: &str) -> Contained {
-    let binary = crate::support::proxy_binary();
-    std::fs::create_dir_all(cache).unwrap();
-    let script = format!(
-        "{mount_script} && exec '{}' --listen 127.0.0.1:0 --max-size 100m --upstream '{}' --upstream-ca '{}' --cache-dir '{}'",
-        binary.display(),
-        origin.url(),
-        origin.ca_file.display(),
-        cache.display()
-    );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, log) = crate::support::listening(&mut child);
-    Contained {
-        child,
-        addr,
-        stderr: log,
-    }
-}
+use crate::support::{ProxyProcess, contained, fetch, get};
 
 /// An origin and a proxy whose cache directory is a 6 MiB tmpfs. The temp dir holding both
 /// lives as long as the first element.
-async fn on_a_small_disk() -> (tempfile::TempDir, Origin, std::path::PathBuf, Contained) {
+async fn on_a_small_disk() -> (tempfile::TempDir, Origin, std::path::PathBuf, ProxyProcess) {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
     let cache = dir.path().join("cache");
@@ -67,6 +18,7 @@ async fn on_a_small_disk() -> (tempfile::TempDir, Origin, std::path::PathBuf, Co
         &origin,
         &cache,
         &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
+        "100m",
     );
     (dir, origin, cache, proxy)
 }
@@ -107,7 +59,7 @@ async fn a_full_file_system_evicts_then_passes_through_and_recovers() {
     // Room again for a small object: stored, and the recovery is logged.
     get(&url(&d)).await;
     assert!(eventually_hit(&url(&d)).await);
-    let log = proxy.stderr.lock().unwrap().clone();
+    let log = proxy.log_with(&["cannot store", "storing in"]).await;
     assert_eq!(log.matches("cannot store").count(), 1, "{log}");
     assert!(log.contains("storing in"), "{log}");
 }
@@ -122,6 +74,7 @@ async fn a_read_only_cache_directory_serves_without_storing() {
         &origin,
         &cache,
         &format!("mount --bind '{c}' '{c}' && mount -o remount,bind,ro '{c}'"),
+        "100m",
     );
     let target = "/blob/100000?seed=74";
     for _ in 0..3 {
@@ -131,7 +84,7 @@ async fn a_read_only_cache_directory_serves_without_storing() {
         assert_eq!((r.status.as_u16(), r.cache()), (200, "BYPASS"));
         assert_eq!(r.body, expected(74, 0, 100000));
     }
-    let log = proxy.stderr.lock().unwrap().clone();
+    let log = proxy.log_with(&["cannot store"]).await;
     assert_eq!(log.matches("cannot store").count(), 1, "{log}");
 }
 
@@ -186,7 +139,7 @@ async fn a_fill_of_unknown_length_makes_room_as_it_grows() {
     // Larger than the file system: its client is aborted (a clean end would pass a truncated
     // image off as whole), nothing is left behind, and the cache keeps working.
     assert!(fetch("GET", &url(&too_big), &[], b"").await.is_err());
-    let log = proxy.stderr.lock().unwrap().clone();
+    let log = proxy.log_with(&["cannot store"]).await;
     assert!(log.contains("cannot store"), "{log}");
     assert_eq!(get(&url(&old)).await.body, expected(76, 0, 3 << 20));
     assert!(eventually_hit(&url(&old)).await);

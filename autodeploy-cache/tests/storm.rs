@@ -2,8 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::origin::Origin;
-use crate::support::{Proxy, cache_files, eventually, stream_check, temp_files};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::support::origin::{Origin, expected};
+use crate::support::{
+    Proxy, cache_files, contained, eventually, get, proc_status_kib, stream_check, temp_files,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_cold_clients_share_one_streamed_fetch() {
@@ -117,4 +122,109 @@ async fn a_failed_fill_aborts_every_reader_and_the_next_request_refetches() {
         2,
         "the next request starts a new fill"
     );
+}
+
+/// A 1 GiB object to 200 clients that read slowly: what the proxy holds follows neither the
+/// object's size nor the number of readers. The cache is a tmpfs in the proxy's own mount
+/// namespace, so the test needs no free gigabyte of disk and tmpfs pages are not counted
+/// in the proxy's RSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_to_many_slow_readers_keeps_memory_bounded() {
+    const SIZE: u64 = 1 << 30;
+    const READERS: usize = 200;
+    const HEAD_START: usize = 1 << 20;
+    let _alone = crate::support::measuring_alone().await;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size=1200m tmpfs '{}'", cache.display()),
+        "2g",
+    );
+    let pid = proxy.child.id();
+    // Warm: the runtime's threads, the upstream connection and the frame pool exist.
+    let warm = format!("http://{}/blob/{}?seed=82", proxy.addr, 4 << 20);
+    assert_eq!(get(&warm).await.body, expected(82, 0, 4 << 20));
+    let before = proc_status_kib(pid, "VmRSS");
+
+    let target = format!("/blob/{SIZE}?seed=83");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: autodeploy\r\n\r\n");
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let mut stream = TcpStream::connect(&proxy.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        readers.push(stream);
+    }
+    // Every reader takes its first MiB, then stops reading while the fill goes on.
+    let mut started = Vec::new();
+    for mut stream in readers {
+        started.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; HEAD_START];
+            stream.read_exact(&mut buf).await.unwrap();
+            let head_len = buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("a response head in the first MiB")
+                + 4;
+            (stream, head_len as u64)
+        }));
+    }
+    let mut readers = Vec::new();
+    for s in started {
+        readers.push(s.await.unwrap());
+    }
+    assert!(
+        eventually(Duration::from_secs(120), || origin.sent(&target) == SIZE).await,
+        "the origin sent {} of {SIZE} bytes",
+        origin.sent(&target)
+    );
+    // Two readers go on to the end; the others hang up.
+    let finishing: Vec<_> = readers
+        .drain(..2)
+        .map(|(mut stream, head_len)| {
+            tokio::spawn(async move {
+                let whole = head_len + SIZE;
+                let mut total = HEAD_START as u64;
+                let mut buf = vec![0u8; 1 << 20];
+                let mut last = Vec::new();
+                while total < whole {
+                    let want = buf.len().min((whole - total) as usize);
+                    let n = tokio::time::timeout(
+                        Duration::from_secs(60),
+                        stream.read(&mut buf[..want]),
+                    )
+                    .await
+                    .expect("the body keeps coming")
+                    .unwrap();
+                    assert!(n > 0, "the body ended at {} of {SIZE}", total - head_len);
+                    total += n as u64;
+                    last.extend_from_slice(&buf[..n]);
+                    let keep = last.len().saturating_sub(1 << 20);
+                    last.drain(..keep);
+                }
+                last
+            })
+        })
+        .collect();
+    drop(readers);
+    for f in finishing {
+        let last = f.await.unwrap();
+        let from = SIZE - last.len() as u64;
+        assert!(
+            last == expected(83, from, SIZE),
+            "the body's last MiB differs from the origin's"
+        );
+    }
+    let peak = proc_status_kib(pid, "VmHWM");
+    eprintln!("memory: {before} KiB before, peak {peak} KiB with {READERS} readers of 1 GiB");
+    // By design: a pool of at most 16 MiB of frame buffers, about twice the 8 MiB frame
+    // budget in flight, and each connection's buffers. An object held in memory, or reads
+    // running ahead of slow readers, would be hundreds of MiB.
+    assert!(
+        peak < before + 64 * 1024,
+        "peak RSS {peak} KiB, {before} KiB before: the proxy grew with the object or the readers"
+    );
+    assert_eq!(origin.count(&target), 1);
 }

@@ -272,3 +272,95 @@ pub fn proxy_binary() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_autodeploy-cache").into())
 }
+
+/// The proxy binary as a child process; killed when dropped, so that a failed assertion
+/// does not leave it running (and holding the binary busy for the next build).
+pub struct ProxyProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ProxyProcess {
+    /// The proxy's stderr once it holds every one of `lines` (waiting at most 5 s: the log is
+    /// collected by another thread, and a line may trail the response that caused it).
+    pub async fn log_with(&self, lines: &[&str]) -> String {
+        let has_all = || {
+            let log = self.stderr.lock().unwrap();
+            lines.iter().all(|l| log.contains(l))
+        };
+        eventually(Duration::from_secs(5), has_all).await;
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the proxy binary with `--max-size max_size` after `mount_script` (sh) has prepared
+/// its cache directory inside a private mount namespace.
+pub fn contained(
+    origin: &origin::Origin,
+    cache: &Path,
+    mount_script: &str,
+    max_size: &str,
+) -> ProxyProcess {
+    use std::process::{Command, Stdio};
+    let binary = proxy_binary();
+    std::fs::create_dir_all(cache).unwrap();
+    let script = format!(
+        "{mount_script} && exec '{}' --listen 127.0.0.1:0 --max-size {max_size} --upstream '{}' --upstream-ca '{}' --cache-dir '{}'",
+        binary.display(),
+        origin.url(),
+        origin.ca_file.display(),
+        cache.display()
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, stderr) = listening(&mut child);
+    ProxyProcess {
+        child,
+        addr,
+        stderr,
+    }
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Held by the tests that measure the proxy's memory under load, so that they do not run
+/// at the same time: on two cores each would change how much the other's phases get done,
+/// and with it what they measure.
+pub async fn measuring_alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
