@@ -252,7 +252,7 @@ impl Problem {
         words.replace(['\n', '\r'], " ")
     }
 
-    /// Whether the v2 problem's `detail` contains `words` (lower case), in any case.
+    /// Whether the v2 problem's `detail` contains `words` (given in lower case), ignoring case.
     fn detail_says(&self, words: &str) -> bool {
         self.detail
             .as_deref()
