@@ -3,35 +3,10 @@
 //! stray temp file and whatever it serves is byte-identical to the origin. 20 rounds in
 //! `make test`, 200 with `SOAK=1` (`make soak`).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{ProxyProcess, stream_check, temp_files};
-
-/// Starts the proxy binary; returns it with its address once it listens.
-pub fn spawn(origin: &Origin, cache: &Path) -> ProxyProcess {
-    let binary = crate::support::proxy_binary();
-    let mut child = Command::new(binary)
-        .args(["--listen", "127.0.0.1:0", "--max-size", "10m", "--upstream"])
-        .arg(origin.url())
-        .arg("--upstream-ca")
-        .arg(&origin.ca_file)
-        .arg("--cache-dir")
-        .arg(cache)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (addr, stderr) = crate::support::listening(&mut child);
-    ProxyProcess {
-        child,
-        addr,
-        stderr,
-    }
-}
+use crate::support::{spawn, stream_check, temp_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_never_leaves_a_torn_entry() {
@@ -51,7 +26,7 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         20
     };
     for round in 0..rounds {
-        let mut proxy = spawn(&origin, &cache);
+        let mut proxy = spawn(&origin, &cache, "10m");
         let addr = proxy.addr.clone();
         assert_eq!(
             temp_files(&cache),
@@ -86,7 +61,7 @@ async fn killed_at_random_points_never_leaves_a_torn_entry() {
         killed_mid_fill > 0,
         "no kill landed during a fill: the test proved nothing"
     );
-    let mut proxy = spawn(&origin, &cache);
+    let mut proxy = spawn(&origin, &cache, "10m");
     let addr = proxy.addr.clone();
     assert_eq!(temp_files(&cache), 0);
     let r = stream_check(format!("http://{addr}{}", targets[0]), 60)

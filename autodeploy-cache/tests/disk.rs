@@ -6,21 +6,16 @@
 use std::path::Path;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{ProxyProcess, contained, fetch, get};
+use crate::support::{cache_files, contained, fetch, get, on_tmpfs, temp_files};
 
-/// An origin and a proxy whose cache directory is a 6 MiB tmpfs. The temp dir holding both
-/// lives as long as the first element.
-async fn on_a_small_disk() -> (tempfile::TempDir, Origin, std::path::PathBuf, ProxyProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let cache = dir.path().join("cache");
-    let proxy = contained(
-        &origin,
-        &cache,
-        &format!("mount -t tmpfs -o size=6m tmpfs '{}'", cache.display()),
-        "100m",
-    );
-    (dir, origin, cache, proxy)
+/// An origin and a proxy whose cache directory is a 6 MiB tmpfs.
+async fn on_a_small_disk() -> (
+    tempfile::TempDir,
+    Origin,
+    std::path::PathBuf,
+    crate::support::ProxyProcess,
+) {
+    on_tmpfs("6m", "100m").await
 }
 
 async fn eventually_hit(url: &str) -> bool {
@@ -146,29 +141,10 @@ async fn a_fill_of_unknown_length_makes_room_as_it_grows() {
     // The proxy's view of its cache directory: the tmpfs in its mount namespace.
     let inside = Path::new(&format!("/proc/{}/root", proxy.child.id()))
         .join(cache.strip_prefix("/").unwrap());
-    let files = walk(&inside);
     assert!(
-        !files.is_empty(),
+        cache_files(&inside).0 > 0,
         "the stored entry is seen in {}",
         inside.display()
     );
-    let leftovers: Vec<_> = files
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "fill"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    assert_eq!(temp_files(&inside), 0, "a temp file was left behind");
 }

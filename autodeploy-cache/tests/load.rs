@@ -97,7 +97,7 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
     );
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
-    let proxy = crate::crash::spawn(&origin, &dir.path().join("cache"));
+    let proxy = crate::support::spawn(&origin, &dir.path().join("cache"), "10m");
     let (addr, pid) = (proxy.addr.clone(), proxy.child.id());
     // Warm up so that the baseline includes the runtime's threads and the pool.
     let warm: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 use crate::support::origin::{Origin, expected};
 use crate::support::{
-    Proxy, cache_files, contained, eventually, get, proc_status_kib, stream_check, temp_files,
+    Proxy, cache_files, eventually, get, on_tmpfs, proc_status_kib, stream_check, temp_files,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,24 +125,15 @@ async fn a_failed_fill_aborts_every_reader_and_the_next_request_refetches() {
 }
 
 /// A 1 GiB object to 200 clients that read slowly: what the proxy holds follows neither the
-/// object's size nor the number of readers. The cache is a tmpfs in the proxy's own mount
-/// namespace, so the test needs no free gigabyte of disk and tmpfs pages are not counted
-/// in the proxy's RSS.
+/// object's size nor the number of readers. The cache is a tmpfs, so the test needs no free
+/// gigabyte of disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_object_to_many_slow_readers_keeps_memory_bounded() {
     const SIZE: u64 = 1 << 30;
     const READERS: usize = 200;
     const HEAD_START: usize = 1 << 20;
     let _alone = crate::support::measuring_alone().await;
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let cache = dir.path().join("cache");
-    let proxy = contained(
-        &origin,
-        &cache,
-        &format!("mount -t tmpfs -o size=1200m tmpfs '{}'", cache.display()),
-        "2g",
-    );
+    let (_dir, origin, _cache, proxy) = on_tmpfs("1200m", "2g").await;
     let pid = proxy.child.id();
     // Warm: the runtime's threads, the upstream connection and the frame pool exist.
     let warm = format!("http://{}/blob/{}?seed=82", proxy.addr, 4 << 20);

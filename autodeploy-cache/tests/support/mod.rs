@@ -307,33 +307,26 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// Runs the proxy binary with `--max-size max_size` after `mount_script` (sh) has prepared
-/// its cache directory inside a private mount namespace.
-pub fn contained(
-    origin: &origin::Origin,
-    cache: &Path,
-    mount_script: &str,
-    max_size: &str,
-) -> ProxyProcess {
-    use std::process::{Command, Stdio};
-    let binary = proxy_binary();
-    std::fs::create_dir_all(cache).unwrap();
-    let script = format!(
-        "{mount_script} && exec '{}' --listen 127.0.0.1:0 --max-size {max_size} --upstream '{}' --upstream-ca '{}' --cache-dir '{}'",
-        binary.display(),
-        origin.url(),
-        origin.ca_file.display(),
-        cache.display()
-    );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
+/// The proxy binary's arguments for `origin` and `cache`: an ephemeral port on 127.0.0.1.
+fn proxy_args(origin: &origin::Origin, cache: &Path, max_size: &str) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--listen", "127.0.0.1:0", "--max-size", max_size]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push("--upstream".into());
+    args.push(origin.url().into());
+    args.push("--upstream-ca".into());
+    args.push(origin.ca_file.clone().into());
+    args.push("--cache-dir".into());
+    args.push(cache.into());
+    args
+}
+
+/// Runs `command` (which ends in the proxy binary and its arguments) with stderr collected,
+/// until it listens.
+fn start_process(mut command: std::process::Command) -> ProxyProcess {
+    use std::process::Stdio;
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -345,6 +338,56 @@ pub fn contained(
         addr,
         stderr,
     }
+}
+
+/// Runs the proxy binary on `cache` with `--max-size max_size`.
+pub fn spawn(origin: &origin::Origin, cache: &Path, max_size: &str) -> ProxyProcess {
+    let mut command = std::process::Command::new(proxy_binary());
+    command.args(proxy_args(origin, cache, max_size));
+    start_process(command)
+}
+
+/// Runs the proxy binary as [`spawn`] does, after `mount_script` (sh) has prepared its cache
+/// directory inside a private mount namespace.
+pub fn contained(
+    origin: &origin::Origin,
+    cache: &Path,
+    mount_script: &str,
+    max_size: &str,
+) -> ProxyProcess {
+    std::fs::create_dir_all(cache).unwrap();
+    let mut command = std::process::Command::new("unshare");
+    // The binary and its arguments reach sh as $0 and $@: no quoting to get wrong.
+    command
+        .args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+        .arg(format!("{mount_script} && exec \"$0\" \"$@\""))
+        .arg(proxy_binary())
+        .args(proxy_args(origin, cache, max_size));
+    start_process(command)
+}
+
+/// An origin and a proxy whose cache directory is a tmpfs of `size` in the proxy's own mount
+/// namespace, so that a full disk is cheap to make and its pages are not counted in the
+/// proxy's RSS. The temp dir holding both lives as long as the first element.
+pub async fn on_tmpfs(
+    size: &str,
+    max_size: &str,
+) -> (
+    tempfile::TempDir,
+    origin::Origin,
+    std::path::PathBuf,
+    ProxyProcess,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin::Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = contained(
+        &origin,
+        &cache,
+        &format!("mount -t tmpfs -o size={size} tmpfs '{}'", cache.display()),
+        max_size,
+    );
+    (dir, origin, cache, proxy)
 }
 
 /// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
