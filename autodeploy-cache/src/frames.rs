@@ -1,9 +1,8 @@
 //! Reusable read buffers for the frames of response bodies read from cache files.
 //!
-//! A fresh buffer per frame cost more than the copy itself: musl's allocator (which the binary
-//! used until it moved to mimalloc) mapped and unmapped every large buffer, so each frame paid
-//! page faults and zeroing (the profile in bench/results.md); any allocator still zeroes a
-//! fresh `vec![0; n]`. Frames are cut from buffers of a few power-of-two sizes that go back to
+//! A fresh buffer per frame cost more than the copy itself: musl's allocator maps and unmaps
+//! every large buffer, so each frame paid page faults and zeroing (the profile in
+//! bench/results.md). Frames are cut from buffers of a few power-of-two sizes that go back to
 //! a bounded pool when hyper drops the frame after writing it.
 
 use std::fs::File;

@@ -5,13 +5,6 @@ use std::process::ExitCode;
 use autodeploy_cache::{Args, Config};
 use clap::Parser as _;
 
-// musl's allocator takes one lock for every allocation and free: with hyper allocating per
-// request, the profile of hot hits spent a sixth of the proxy's time in it, the two workers
-// waiting on each other. mimalloc keeps per-thread heaps. Its v2 line, because under the load
-// test v3's resident memory kept rising from phase to phase by 8-17 MiB where v2's held level.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match Config::from_args(args, std::env::var("AUTO_DEPLOY").ok()) {
