@@ -45,6 +45,12 @@ pub struct Args {
     /// Send the client's Host upstream (as the nginx config does); Host joins the cache key
     #[arg(long, env = "AUTODEPLOY_CACHE_FORWARD_HOST")]
     pub forward_host: bool,
+    /// Drop a client that accepts no response bytes for this long, e.g. 60s
+    #[arg(long, env = "AUTODEPLOY_CACHE_SEND_TIMEOUT", default_value = "60s")]
+    pub send_timeout: String,
+    /// Largest request body passed through (read whole before it goes upstream), e.g. 1m
+    #[arg(long, env = "AUTODEPLOY_CACHE_MAX_BODY_SIZE", default_value = "1m")]
+    pub max_body_size: String,
     /// How long transfers may finish after SIGTERM, e.g. 30s
     #[arg(long, env = "AUTODEPLOY_CACHE_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: String,
@@ -86,6 +92,18 @@ pub struct Config {
     pub client_header_timeout: Duration,
     /// Most client connections at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Most connections at once whose client has stopped reading (counted apart from
+    /// `max_connections`, so that they cannot lock out clients that read).
+    pub max_stalled_connections: usize,
+    /// A connection whose client accepts no bytes for this long is closed.
+    pub send_timeout: Duration,
+    /// A response write that waits this long moves its connection from the active budget
+    /// to the stalled one.
+    pub stall_after: Duration,
+    /// Largest pass-through request body.
+    pub max_body_size: u64,
+    /// A pass-through request body must arrive whole within this time.
+    pub client_body_timeout: Duration,
     /// Most fills (distinct objects being fetched into the cache) at once; further misses
     /// pass through uncached, so a flood of distinct URLs cannot exhaust disk or tasks.
     pub max_fills: usize,
@@ -139,6 +157,11 @@ impl Config {
             upstream_insecure: args.upstream_insecure,
             forward_host: args.forward_host,
             shutdown_grace: parse_duration("--shutdown-grace", &args.shutdown_grace)?,
+            send_timeout: parse_duration("--send-timeout", &args.send_timeout)?,
+            max_body_size: parse_size("--max-body-size", &args.max_body_size)?,
+            client_body_timeout: Duration::from_secs(30),
+            stall_after: Duration::from_secs(2),
+            max_stalled_connections: 1024,
             upstream_header_timeout: Duration::from_secs(30),
             fill_idle_timeout: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(60),

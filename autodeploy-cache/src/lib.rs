@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: flags and environment, validated before any I/O.
 //! - [`server`]: the accept loop and graceful shutdown ([`run`]).
+//! - [`send_watch`]: the send timeout and the budget of clients that stopped reading.
+//! - [`admission`]: what a request must be before anything acts on it; the upstream URI.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`fill`]: one upstream fetch per key, read while it is written.
 //! - [`frames`]: pooled read buffers for response frames.
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod access_log;
+pub mod admission;
 pub mod cache_key;
 pub mod config;
 pub mod entry;
@@ -30,6 +33,7 @@ pub mod frames;
 pub mod headers;
 pub mod proxy;
 pub mod range;
+pub mod send_watch;
 pub mod server;
 pub mod status;
 pub mod store;

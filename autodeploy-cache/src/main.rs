@@ -24,10 +24,9 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
+    raise_fd_limit();
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(autodeploy_cache::Error::Listen)?;
+        let listener = autodeploy_cache::server::bind(config.listen)?;
         autodeploy_cache::run(listener, config, shutdown_signal()).await
     });
     match result {
@@ -39,6 +38,17 @@ fn main() -> ExitCode {
                 _ => 74,
             })
         }
+    }
+}
+
+/// Raises the soft file-descriptor limit to the hard one, as nginx's `worker_rlimit_nofile`
+/// is usually set: every connection, fill and open entry costs one.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
 

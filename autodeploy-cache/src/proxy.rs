@@ -8,13 +8,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::{BodyExt as _, Empty, Full, Limited};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use crate::admission;
 use crate::cache_key::CacheKey;
 use crate::config::Config;
+use crate::error::Error;
 use crate::fill::{self, FillContext, FillEnd, FillHead, Fills, Progress, Source};
 use crate::headers;
 use crate::range::{self, RangeRequest};
@@ -25,6 +28,10 @@ use crate::upstream::{ProxyBody, Upstream};
 /// Shared state of all connections.
 pub struct Proxy {
     config: Config,
+    scheme: Scheme,
+    authority: Authority,
+    /// `Host` sent upstream unless `--forward-host`.
+    upstream_host: HeaderValue,
     client: Upstream,
     store: Arc<Store>,
     fills: Arc<Fills>,
@@ -46,13 +53,22 @@ const CLIENT_ONLY: [header::HeaderName; 6] = [
 
 impl Proxy {
     /// Builds the shared state.
-    pub fn new(config: Config, client: Upstream, store: Arc<Store>) -> Self {
-        Self {
+    pub fn new(config: Config, client: Upstream, store: Arc<Store>) -> Result<Self, Error> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Config(format!("--upstream {}: {e}", config.upstream_authority))
+        };
+        let scheme = config.upstream_scheme.parse().map_err(|e| bad(&e))?;
+        let authority: Authority = config.upstream_authority.parse().map_err(|e| bad(&e))?;
+        let upstream_host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
+        Ok(Self {
             config,
+            scheme,
+            authority,
+            upstream_host,
             client,
             store,
             fills: Arc::new(Fills::default()),
-        }
+        })
     }
 
     /// The cache store (for sweeps).
@@ -81,25 +97,31 @@ impl Proxy {
                 None,
             );
         }
-        if let Some(authority) = request.uri().authority() {
-            // Absolute-form is accepted only when it names this proxy or its upstream;
-            // anything else is an open-proxy probe.
-            let ours = authority
-                .as_str()
-                .eq_ignore_ascii_case(&self.config.upstream_authority)
-                || authority.as_str() == local.to_string()
-                || (authority.port_u16() == Some(local.port())
-                    && matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]"));
-            if !ours {
-                return (
-                    plain(
-                        StatusCode::FORBIDDEN,
-                        "absolute-form request for another host: this is not an open proxy\n",
-                    ),
-                    None,
-                );
-            }
-        }
+        let admitted = admission::admit(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
+            &admission::Target {
+                upstream: &self.config.upstream_authority,
+                local,
+                forward_host: self.config.forward_host,
+            },
+        );
+        let path = match admitted {
+            Ok(path) => path.clone(),
+            Err(refusal) => return (plain(refusal.status, refusal.reason), None),
+        };
+        // From here on the request's URI is the upstream's: built from the configured
+        // scheme and authority and the admitted path, so nothing later can aim elsewhere.
+        let Ok(uri) = admission::upstream_uri(&self.scheme, &self.authority, &path) else {
+            return (
+                plain(StatusCode::BAD_REQUEST, "the request target is invalid\n"),
+                None,
+            );
+        };
+        let mut request = request;
+        *request.uri_mut() = uri;
         let cacheable = matches!(*request.method(), Method::GET | Method::HEAD)
             && !request.headers().contains_key(header::AUTHORIZATION);
         if !cacheable {
@@ -299,21 +321,17 @@ impl Proxy {
                     Some(status),
                 ),
             },
-            (
-                None,
-                Some(FillEnd::Failed {
-                    reason, timeout, ..
-                }),
-            ) => match stale {
+            (None, Some(FillEnd::Failed { timeout, .. })) => match stale {
                 Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Stale)),
-                None => {
-                    let code = if timeout {
-                        StatusCode::GATEWAY_TIMEOUT
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    (plain(code, &format!("{reason}\n")), Some(status))
-                }
+                None if timeout => (
+                    plain(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream did not answer in time\n",
+                    ),
+                    Some(status),
+                ),
+                // The fill logged the reason; clients get no addresses or names.
+                None => (plain(StatusCode::BAD_GATEWAY, UNREACHABLE), Some(status)),
             },
             (None, Some(end @ (FillEnd::HandedOver | FillEnd::NoDisk))) => {
                 // Not for the cache (not storable, or no room): the request that started the
@@ -353,48 +371,68 @@ impl Proxy {
         }
     }
 
-    /// The upstream request for `parts`: end-to-end headers, forwarding headers, upstream URI.
+    /// The upstream request for `parts` (whose URI `handle` set to the upstream's):
+    /// end-to-end headers and forwarding headers. The client's
+    /// `Content-Length` never goes upstream: hyper frames the request from `body` itself, so
+    /// a request is never announced with a body it does not carry.
     fn upstream_request(
         &self,
         parts: &http::request::Parts,
         client: SocketAddr,
         body: ProxyBody,
     ) -> Request<ProxyBody> {
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = format!(
-            "{}://{}{}",
-            self.config.upstream_scheme, self.config.upstream_authority, target
-        );
-        let client_host = parts.headers.get(header::HOST).cloned();
+        let client_host = parts
+            .headers
+            .get(header::HOST)
+            .filter(|_| self.config.forward_host)
+            .cloned();
         let mut headers = headers::end_to_end(&parts.headers);
         headers.remove(header::HOST);
+        headers.remove(header::CONTENT_LENGTH);
         headers::add_forwarding(&mut headers, client, client_host.as_ref());
-        let host = match (&client_host, self.config.forward_host) {
-            (Some(h), true) => h.clone(),
-            _ => HeaderValue::from_str(&self.config.upstream_authority)
-                .expect("an authority is a valid header"),
-        };
-        headers.insert(header::HOST, host);
+        headers.insert(
+            header::HOST,
+            client_host.unwrap_or_else(|| self.upstream_host.clone()),
+        );
         let mut request = Request::new(body);
         *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri
-            .parse()
-            .expect("upstream URI from a valid authority and target");
+        *request.uri_mut() = parts.uri.clone();
         *request.headers_mut() = headers;
         request
     }
 
+    /// Forwards a request that is not cached. Its body is read whole first (bounded in size
+    /// and time), so a client that trickles its body holds only its own connection, never an
+    /// upstream one, and the upstream gets an exact `Content-Length`.
     async fn pass_through(
         self: &Arc<Self>,
         request: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
-        // Mark the client's body errors so that a broken request body is answered 400, not
-        // blamed on the upstream.
-        let body = body
-            .map_err(|e| -> crate::upstream::BoxError { Box::new(ClientBodyError(e)) })
-            .boxed();
+        let limit = usize::try_from(self.config.max_body_size).unwrap_or(usize::MAX);
+        let read = Limited::new(body, limit).collect();
+        let body = match tokio::time::timeout(self.config.client_body_timeout, read).await {
+            Err(_) => {
+                return plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time\n",
+                );
+            }
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than --max-body-size\n",
+                );
+            }
+            Ok(Err(_)) => return plain(StatusCode::BAD_REQUEST, "invalid request body\n"),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        let body = if body.is_empty() {
+            empty()
+        } else {
+            Full::new(body).map_err(|e| match e {}).boxed()
+        };
         self.forward(Request::from_parts(parts, body), client).await
     }
 
@@ -416,22 +454,22 @@ impl Proxy {
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream did not answer in time\n",
             ),
-            Ok(Err(e)) if caused_by_client_body(&e) => plain(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid request body: {}\n", fill::error_chain(&e)),
-            ),
             Ok(Err(e)) => {
-                let reason = fill::error_chain(&e);
-                eprintln!("autodeploy-cache: upstream unreachable: {reason}");
-                plain(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("upstream unreachable: {reason}\n"),
-                )
+                // The detail (addresses, certificate names) is for the operator, not for
+                // any client on the boot network.
+                eprintln!(
+                    "autodeploy-cache: upstream unreachable: {}",
+                    fill::error_chain(&e)
+                );
+                plain(StatusCode::BAD_GATEWAY, UNREACHABLE)
             }
             Ok(Ok(response)) => relay(response),
         }
     }
 }
+
+/// The body of a 502: the reason is in the proxy's log.
+const UNREACHABLE: &str = "upstream unreachable (the proxy's log says why)\n";
 
 /// An upstream response as it goes to the client: end-to-end headers, body streamed.
 fn relay(response: Response<Incoming>) -> Response<ProxyBody> {
@@ -442,29 +480,6 @@ fn relay(response: Response<Incoming>) -> Response<ProxyBody> {
         parts.headers.insert(header::CONTENT_LENGTH, length.into());
     }
     Response::from_parts(parts, body.map_err(Into::into).boxed())
-}
-
-/// An error reading the client's request body (bad chunk framing, a client that left).
-#[derive(Debug)]
-struct ClientBodyError(hyper::Error);
-
-impl std::fmt::Display for ClientBodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "client body: {}", self.0)
-    }
-}
-
-impl std::error::Error for ClientBodyError {}
-
-fn caused_by_client_body(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.is::<ClientBodyError>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
 }
 
 fn unix_now() -> u64 {

@@ -19,17 +19,35 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::access_log::{Line, LoggedBody};
+use crate::admission::MAX_HEAD_BYTES;
 use crate::config::Config;
 use crate::error::Error;
 use crate::proxy::Proxy;
+use crate::send_watch::{Budgets, Watched};
 use crate::store::Store;
 use crate::upstream::{self, ProxyBody};
 
-/// Largest request head (a longer one is refused with 431), as nginx's default
-/// `large_client_header_buffers 4 8k` allows about 32 KiB.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most request headers (more is refused with 431).
 const MAX_HEADERS: usize = 100;
+
+/// Listen backlog: a boot storm opens hundreds of connections at once (nginx on Linux uses
+/// 511; the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog for boot storms. Errors name the address.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let named =
+        |e: std::io::Error| Error::Listen(std::io::Error::new(e.kind(), format!("{addr}: {e}")));
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(named)?;
+    socket.set_reuseaddr(true).map_err(named)?;
+    socket.bind(addr).map_err(named)?;
+    socket.listen(BACKLOG).map_err(named)
+}
 
 /// Serves `listener` until `shutdown` completes, then drains for `config.shutdown_grace`.
 pub async fn run(
@@ -58,8 +76,14 @@ pub async fn run(
     );
     let grace = config.shutdown_grace;
     let sweep_interval = config.sweep_interval;
-    let (header_timeout, max_connections) = (config.client_header_timeout, config.max_connections);
-    let proxy = Arc::new(Proxy::new(config, client, Arc::new(store)));
+    let header_timeout = config.client_header_timeout;
+    let budgets = Arc::new(Budgets {
+        active: Arc::new(Semaphore::new(config.max_connections)),
+        stalled: Arc::new(Semaphore::new(config.max_stalled_connections)),
+        stall_after: config.stall_after,
+        send_timeout: config.send_timeout,
+    });
+    let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
     let sweeper = {
         let store = proxy.store().clone();
         tokio::spawn(async move {
@@ -73,8 +97,6 @@ pub async fn run(
         })
     };
     let graceful = GracefulShutdown::new();
-    // Excess connections are closed at once, which keeps the process alive under a flood.
-    let limit = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -88,7 +110,9 @@ pub async fn run(
                         continue;
                     }
                 };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                // Excess connections are closed at once, which keeps the process alive
+                // under a flood.
+                let Ok(permit) = budgets.active.clone().try_acquire_owned() else {
                     drop(stream);
                     continue;
                 };
@@ -104,12 +128,12 @@ pub async fn run(
                     .header_read_timeout(header_timeout)
                     .max_buf_size(MAX_HEAD_BYTES)
                     .max_headers(MAX_HEADERS)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(
+                        TokioIo::new(Watched::new(stream, permit, budgets.clone())),
+                        service,
+                    );
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                    drop(permit);
-                });
+                tokio::spawn(connection);
             }
             () = &mut shutdown => break,
         }

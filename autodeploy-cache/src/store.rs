@@ -65,6 +65,8 @@ pub struct Store {
     index: Mutex<Index>,
     /// Entries already opened and parsed, so a hot hit costs no open, no parse.
     open: Mutex<HashMap<String, Entry>>,
+    /// Most entries in `open`.
+    max_open: usize,
     temp_counter: AtomicU64,
     /// Whether the last attempt to store failed (full or read-only disk): trouble is logged
     /// when it starts and when it ends, not once per request.
@@ -90,8 +92,20 @@ impl Drop for Reservation {
 /// Free space kept beyond an object's size when making room for it.
 const HEADROOM: u64 = 1 << 20;
 
-/// Most entries kept open at once (one file descriptor each).
+/// Most entries kept open at once (one file descriptor each), and the share of the process's
+/// file-descriptor limit they may take: the rest is for connections and fills.
 const MAX_OPEN: usize = 1024;
+const OPEN_SHARE_OF_NOFILE: u64 = 4;
+
+/// How many entries may stay open under the current `RLIMIT_NOFILE`.
+fn open_entry_cap() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(limit / OPEN_SHARE_OF_NOFILE)
+        .unwrap_or(MAX_OPEN)
+        .clamp(16, MAX_OPEN)
+}
 
 impl Store {
     /// Opens (creating if needed) the cache directory, removes stray temp files and rebuilds
@@ -114,6 +128,7 @@ impl Store {
             inactive,
             index: Mutex::new(Index::default()),
             open: Mutex::new(HashMap::new()),
+            max_open: open_entry_cap(),
             temp_counter: AtomicU64::new(0),
             trouble: std::sync::atomic::AtomicBool::new(false),
             reserved: Arc::new(Mutex::new(0)),
@@ -200,7 +215,7 @@ impl Store {
             Ok(entry) if entry.meta.key == key.as_str() => {
                 self.touch(key);
                 let mut open = self.open.lock().unwrap();
-                if open.len() >= MAX_OPEN {
+                if open.len() >= self.max_open {
                     open.clear();
                 }
                 open.insert(key.hash().to_string(), entry.clone());

@@ -2,10 +2,14 @@
 //! trust in Mozilla's roots plus `--upstream-ca` (vCenter's VMCA), or no verification at all
 //! with `--upstream-insecure` (what the nginx container does).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Uri;
 use http_body_util::combinators::BoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +27,52 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The upstream client.
-pub type Upstream = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+pub type Upstream = Client<HttpsConnector<Pinned>, ProxyBody>;
+
+/// A TCP connector that connects to the configured upstream and nowhere else: a URI naming
+/// any other host or port is refused before a socket is opened. Request URIs are built from
+/// the configured authority already; this makes "only the upstream is ever contacted" hold
+/// whatever a later change does to them.
+#[derive(Clone, Debug)]
+pub struct Pinned {
+    inner: HttpConnector,
+    host: String,
+    port: u16,
+}
+
+impl Pinned {
+    fn allows(&self, uri: &Uri) -> bool {
+        let default = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            443
+        } else {
+            80
+        };
+        uri.host()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && uri.port_u16().unwrap_or(default) == self.port
+    }
+}
+
+impl tower_service::Service<Uri> for Pinned {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        if !self.allows(&uri) {
+            return Box::pin(std::future::ready(Err(format!(
+                "refused to connect to {uri}: not the configured upstream"
+            )
+            .into())));
+        }
+        let connecting = self.inner.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
+}
 
 /// Builds the upstream client from the configuration.
 pub fn client(config: &Config) -> Result<Upstream, Error> {
@@ -63,6 +112,20 @@ pub fn client(config: &Config) -> Result<Upstream, Error> {
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     http.set_nodelay(true);
+    let authority: http::uri::Authority = config
+        .upstream_authority
+        .parse()
+        .map_err(|e| Error::Config(format!("--upstream: {e}")))?;
+    let default_port = if config.upstream_scheme == "https" {
+        443
+    } else {
+        80
+    };
+    let http = Pinned {
+        inner: http,
+        host: authority.host().to_string(),
+        port: authority.port_u16().unwrap_or(default_port),
+    };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -120,5 +183,39 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_service::Service as _;
+
+    #[tokio::test]
+    async fn only_the_configured_upstream_is_ever_connected() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let mut pinned = Pinned {
+            inner: http,
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let ours: Uri = format!("https://127.0.0.1:{port}/x").parse().unwrap();
+        assert!(pinned.call(ours).await.is_ok());
+        for other in [
+            "https://127.0.0.1/x".to_string(),
+            "http://127.0.0.1/x".to_string(),
+            format!("https://127.0.0.2:{port}/x"),
+            format!("https://localhost:{}/x", port.wrapping_add(1)),
+        ] {
+            let uri: Uri = other.parse().unwrap();
+            let refused = pinned.call(uri).await;
+            assert!(
+                refused.is_err_and(|e| e.to_string().contains("not the configured upstream")),
+                "{other}"
+            );
+        }
     }
 }

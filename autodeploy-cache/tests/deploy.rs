@@ -90,3 +90,54 @@ async fn serves_from_an_empty_root_and_stops_gracefully() {
     );
     assert_eq!(origin.count("/blob/100000?seed=31"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_storm_backlog_and_open_entries_within_the_fd_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    // A 200-descriptor limit (hard, so the proxy cannot raise it): a quarter may hold entries.
+    let proxy = crate::support::spawn_under(
+        &["prlimit", "--nofile=200:200", "--"],
+        &origin,
+        &cache,
+        "1g",
+    );
+    let port = proxy.addr.rsplit(':').next().unwrap().to_string();
+    let ss = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&ss.stdout).into_owned();
+    let backlog: u32 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("ss: {line:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, somaxconn.min(4096), "listen backlog");
+
+    let url = |i: usize| format!("http://{}/blob/100?seed={i}", proxy.addr);
+    for i in 0..120 {
+        assert_eq!(get(&url(i)).await.status, 200);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || crate::support::cache_files(
+            &cache
+        )
+        .0 == 120)
+        .await
+    );
+    for i in 0..120 {
+        assert_eq!(get(&url(i)).await.cache(), "HIT");
+    }
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", proxy.child.id()))
+        .unwrap()
+        .count();
+    assert!(fds < 100, "{fds} descriptors open under a limit of 200");
+    assert_eq!(get(&url(7)).await.cache(), "HIT", "still serving");
+}

@@ -167,3 +167,64 @@ async fn misses_over_the_fill_cap_pass_through() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_dropped_and_do_not_lock_others_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| {
+        c.max_connections = 3;
+        c.max_stalled_connections = 3;
+        c.stall_after = Duration::from_millis(200);
+        c.send_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let size: u64 = 32 << 20;
+    let target = format!("/blob/{size}?seed=95");
+    assert_eq!(get(&proxy.url(&target)).await.body.len() as u64, size);
+    // Three clients ask for the large hit and never read, with small receive buffers.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(proxy.addr).await.unwrap();
+        stream
+            .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Once they have stalled, they count against their own budget: others get in.
+    let started = Instant::now();
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if crate::support::fetch("GET", &proxy.url("/blob/10?seed=96"), &[], b"")
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "a reading client was locked out");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served only after the send timeout: {:?}",
+        started.elapsed()
+    );
+    // After the send timeout the proxy has closed them: what they can still read is what the
+    // kernel buffered, then the end, never the whole object.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for mut stream in stalled {
+        let (_, got) = until_closed(&mut stream, Duration::from_secs(10))
+            .await
+            .expect("the proxy closed the connection");
+        assert!(
+            (got.len() as u64) < size,
+            "a client that stopped reading got all {} bytes",
+            got.len()
+        );
+    }
+}

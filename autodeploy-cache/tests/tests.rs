@@ -10,4 +10,5 @@ mod disk;
 mod faults;
 mod load;
 mod slow_clients;
+mod smuggling;
 mod storm;

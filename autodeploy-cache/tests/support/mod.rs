@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod origin;
+pub mod raw_origin;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -342,7 +343,24 @@ fn start_process(mut command: std::process::Command) -> ProxyProcess {
 
 /// Runs the proxy binary on `cache` with `--max-size max_size`.
 pub fn spawn(origin: &origin::Origin, cache: &Path, max_size: &str) -> ProxyProcess {
-    let mut command = std::process::Command::new(proxy_binary());
+    spawn_under(&[], origin, cache, max_size)
+}
+
+/// [`spawn`] under a wrapper command that execs the binary (`prlimit --nofile=N --`).
+pub fn spawn_under(
+    wrapper: &[&str],
+    origin: &origin::Origin,
+    cache: &Path,
+    max_size: &str,
+) -> ProxyProcess {
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(proxy_binary());
+            c
+        }
+        None => std::process::Command::new(proxy_binary()),
+    };
     command.args(proxy_args(origin, cache, max_size));
     start_process(command)
 }
