@@ -1,4 +1,6 @@
-//! Signatures per second of the OAuth 1.0a signer, on the X documentation's v1.1 request.
+//! Signatures per second of the OAuth 1.0a signer, on the X documentation's v1.1 request, and
+//! the weighted length of texts with many URLs (linear in the text: hostile stdin must not
+//! make the length check quadratic).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use esxi_tweet::oauth::{RequestToSign, sign};
@@ -31,5 +33,14 @@ fn signer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signer);
+fn weighted_length(c: &mut Criterion) {
+    for urls in [1_000usize, 10_000] {
+        let text = "https://a.co ".repeat(urls);
+        c.bench_function(&format!("weighted length, {urls} URLs"), |b| {
+            b.iter(|| esxi_tweet::weighted_length::weighted_length(&text))
+        });
+    }
+}
+
+criterion_group!(benches, signer, weighted_length);
 criterion_main!(benches);

@@ -99,21 +99,28 @@ pub struct Response {
     pub rate_limit_reset: Option<u64>,
     /// The body as text.
     pub body: String,
+    /// Why the body could not be read whole (too large, cut short, not UTF-8), if so.
+    pub body_error: Option<String>,
 }
 
 /// A status that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
-    /// The post's id.
-    pub id: String,
-    /// The text as X stored it.
+    /// The post's id; `None` when X said it posted but its answer could not be read, or when
+    /// an earlier attempt whose answer was lost turned out to have posted.
+    pub id: Option<String>,
+    /// The text as X stored it (or as sent, when the answer was not read).
     pub text: String,
+    /// Why the id is unknown, for a warning.
+    pub warning: Option<String>,
 }
 
 impl Posted {
-    /// The post's public URL.
-    pub fn url(&self) -> String {
-        format!("https://x.com/i/status/{}", self.id)
+    /// The post's public URL, when its id is known.
+    pub fn url(&self) -> Option<String> {
+        self.id
+            .as_ref()
+            .map(|id| format!("https://x.com/i/status/{id}"))
     }
 }
 
@@ -136,6 +143,9 @@ pub enum Failure {
         /// v1.1 error 135.
         timestamp_rejected: bool,
     },
+    /// X refuses the text as a duplicate of a recent post (final, unless an earlier attempt
+    /// of this very post may have gone through: then that attempt posted it).
+    Duplicate(Error),
     /// Final.
     Fatal(Error),
 }
@@ -144,13 +154,21 @@ pub enum Failure {
 pub fn interpret(version: ApiVersion, response: &Response) -> Result<Posted, Failure> {
     let json: Option<Value> = serde_json::from_str(&response.body).ok();
     if (200..300).contains(&response.status) {
-        return parse_posted(version, json.as_ref()).ok_or_else(|| {
-            Failure::Fatal(Error::ApiRefused(format!(
-                "the API answered {} but the body is not a post: {}",
-                response.status,
-                excerpt(&response.body)
-            )))
-        });
+        // A 2xx to a post request is a post, whatever its body: retrying would post again.
+        return Ok(parse_posted(version, json.as_ref()).unwrap_or_else(|| {
+            let why = match &response.body_error {
+                Some(e) => format!("its answer could not be read ({e})"),
+                None => format!("its answer is not a post ({})", excerpt(&response.body)),
+            };
+            Posted {
+                id: None,
+                text: String::new(),
+                warning: Some(format!(
+                    "X answered HTTP {} (posted) but {why}; the post's id is unknown",
+                    response.status
+                )),
+            }
+        }));
     }
     let problem = Problem::from_json(json.as_ref());
     let said = problem.describe(response);
@@ -176,6 +194,7 @@ pub fn interpret(version: ApiVersion, response: &Response) -> Result<Posted, Fai
                 }
             ),
         },
+        _ if problem.is_duplicate() => Failure::Duplicate(problem.classify(response.status, said)),
         _ => Failure::Fatal(problem.classify(response.status, said)),
     })
 }
@@ -186,9 +205,14 @@ fn parse_posted(version: ApiVersion, json: Option<&Value>) -> Option<Posted> {
         ApiVersion::V2 => (&json["data"]["id"], &json["data"]["text"]),
         ApiVersion::V1_1 => (&json["id_str"], &json["text"]),
     };
+    let id = id.as_str()?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     Some(Posted {
-        id: id.as_str()?.to_string(),
+        id: Some(id.to_string()),
         text: text.as_str().unwrap_or_default().to_string(),
+        warning: None,
     })
 }
 
@@ -229,6 +253,10 @@ impl Problem {
         }
     }
 
+    fn is_duplicate(&self) -> bool {
+        self.has_code(187) || self.detail_says("duplicate")
+    }
+
     fn has_code(&self, code: i64) -> bool {
         self.codes.iter().any(|(c, _)| *c == code)
     }
@@ -249,7 +277,7 @@ impl Problem {
                 (None, None) => excerpt(&response.body),
             }
         };
-        words.replace(['\n', '\r'], " ")
+        printable(&words)
     }
 
     /// Whether the v2 problem's `detail` contains `words` (given in lower case), ignoring case.
@@ -260,7 +288,7 @@ impl Problem {
     }
 
     fn classify(&self, status: u16, said: String) -> Error {
-        let duplicate = self.has_code(187) || self.detail_says("duplicate");
+        let duplicate = self.is_duplicate();
         let permissions = self
             .kind
             .as_deref()
@@ -291,13 +319,30 @@ impl Problem {
     }
 }
 
+/// `url` for display: any `user:password@` in it becomes `***@`.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// `text` from the server made safe for a terminal: control characters (escape sequences,
+/// C1 controls, line breaks) become spaces, so an answer cannot redraw the screen or forge a
+/// log line.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The start of a body for an error message, on one line.
 fn excerpt(body: &str) -> String {
-    let one_line: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
+    let one_line: String = printable(&body.chars().take(200).collect::<String>());
     if one_line.trim().is_empty() {
         "(empty body)".to_string()
     } else {
@@ -320,7 +365,7 @@ mod tests {
 
     fn fatal_code(version: ApiVersion, status: u16, body: &str) -> (u8, String) {
         match interpret(version, &answer(status, body)) {
-            Err(Failure::Fatal(e)) => (e.exit_code(), e.to_string()),
+            Err(Failure::Fatal(e) | Failure::Duplicate(e)) => (e.exit_code(), e.to_string()),
             other => panic!("expected a final error, got {other:?}"),
         }
     }
@@ -355,13 +400,59 @@ mod tests {
             &answer(201, r#"{"data":{"id":"123","text":"hi"}}"#),
         )
         .unwrap();
-        assert_eq!(v2.url(), "https://x.com/i/status/123");
+        assert_eq!(v2.url().unwrap(), "https://x.com/i/status/123");
         let v1 = interpret(
             ApiVersion::V1_1,
             &answer(200, r#"{"id_str":"9","text":"t"}"#),
         )
         .unwrap();
-        assert_eq!(v1.id, "9");
+        assert_eq!(v1.id.as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn a_2xx_is_a_post_even_when_its_answer_is_unreadable() {
+        for (body, body_error) in [
+            ("", Some("the answer was cut short".to_string())),
+            ("{\"data\":", None),
+            ("<html>ok</html>", None),
+            (r#"{"data":{"id":"1; rm -rf","text":"x"}}"#, None),
+        ] {
+            let response = Response {
+                status: 201,
+                body: body.into(),
+                body_error,
+                ..Default::default()
+            };
+            let posted = interpret(ApiVersion::V2, &response).unwrap();
+            assert_eq!(posted.id, None, "{body}");
+            assert!(posted.warning.unwrap().contains("id is unknown"));
+        }
+    }
+
+    #[test]
+    fn userinfo_is_never_shown() {
+        assert_eq!(
+            shown_url("https://user:pa55@api.x.com/2/tweets"),
+            "https://***@api.x.com/2/tweets"
+        );
+        assert_eq!(
+            shown_url("https://api.x.com/2/tweets?a=b@c"),
+            "https://api.x.com/2/tweets?a=b@c"
+        );
+    }
+
+    #[test]
+    fn server_words_cannot_reach_the_terminal_raw() {
+        let (_, msg) = fatal_code(
+            ApiVersion::V2,
+            400,
+            "{\"title\":\"Bad\\u001b[2J\\u001b]0;pwned\\u0007\",\"detail\":\"x\\u009b31m\\r\\nforged\"}",
+        );
+        assert!(
+            !msg.chars().any(char::is_control),
+            "control characters in {msg:?}"
+        );
+        assert!(msg.contains("Bad") && msg.contains("forged"), "{msg}");
     }
 
     #[test]
@@ -406,6 +497,16 @@ mod tests {
             r#"{"errors":[{"code":187,"message":"Status is a duplicate."}]}"#,
         );
         assert_eq!(code, error::EXIT_TEXT_REJECTED);
+        assert!(matches!(
+            interpret(
+                ApiVersion::V1_1,
+                &answer(
+                    403,
+                    r#"{"errors":[{"code":187,"message":"Status is a duplicate."}]}"#
+                )
+            ),
+            Err(Failure::Duplicate(_))
+        ));
         let (code, msg) = fatal_code(ApiVersion::V2, 400, "<html>\nbad</html>");
         assert_eq!(code, error::EXIT_API_REFUSED);
         assert!(!msg.contains('\n'));

@@ -69,9 +69,8 @@ impl BootSettings {
             )));
         }
         let deadline = match table.deadline {
-            Some(d) => humantime::parse_duration(&d).map_err(|e| {
-                Error::Config(format!("[boot] deadline {d:?} in {shown}: {e} (try 10m)"))
-            })?,
+            Some(d) => crate::cli::parse_duration(&d)
+                .map_err(|e| Error::Config(format!("[boot] deadline {d:?} in {shown}: {e}")))?,
             None => Duration::from_secs(600),
         };
         Ok(Self {

@@ -54,7 +54,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub proxy: Option<String>,
     /// Timeout of one HTTP attempt, e.g. 30s
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Config file [default: $XDG_CONFIG_HOME/esxi-tweet/config.toml or ~/.config/esxi-tweet/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -91,7 +91,7 @@ pub struct PostArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Give up retrying after this long, e.g. 2m or 10m
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub deadline: Duration,
 }
 
@@ -118,6 +118,22 @@ pub struct SignArgs {
     pub json: bool,
 }
 
+/// The longest duration any option takes: beyond it, time arithmetic could overflow, and no
+/// post waits that long.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A duration such as `30s` or `10m`, at least 1 ms and at most [`MAX_DURATION`].
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|e| format!("{e} (try 30s or 10m)"))?;
+    if duration > MAX_DURATION {
+        return Err("longer than 7 days".to_string());
+    }
+    if duration < Duration::from_millis(1) {
+        return Err("must be at least 1ms".to_string());
+    }
+    Ok(duration)
+}
+
 /// Runs a parsed command line against the process environment and standard streams.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let env = |name: &str| std::env::var(name).ok();
@@ -132,7 +148,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .unwrap_or_else(|| "https://api.x.com".to_string());
     oauth::RequestUrl::parse(&api_base).map_err(|_| {
         Error::Usage(format!(
-            "invalid --api-base {api_base:?}: expected an https:// URL"
+            "invalid --api-base {:?}: expected an https:// URL",
+            api::shown_url(&api_base)
         ))
     })?;
     match cli.command {
@@ -205,6 +222,17 @@ fn run_post(
             }
         },
     )?;
+    if let Some(warning) = &posted.warning {
+        eprintln!("esxi-tweet: warning: {warning}");
+    }
+    let posted = Posted {
+        text: if posted.text.is_empty() {
+            text
+        } else {
+            posted.text
+        },
+        ..posted
+    };
     print(&posted_text(&posted, args.json))
 }
 
@@ -249,7 +277,7 @@ fn dry_run_text(request: &Outgoing, authorization: &str) -> String {
     format!(
         "{} {}\nAuthorization: {authorization}\nContent-Type: {}\nUser-Agent: esxi-tweet/{}\n\n{}\n",
         request.method,
-        request.url,
+        api::shown_url(&request.url),
         request.content_type,
         env!("CARGO_PKG_VERSION"),
         request.body
@@ -262,7 +290,10 @@ fn posted_text(posted: &Posted, json: bool) -> String {
             serde_json::json!({ "id": posted.id, "text": posted.text, "url": posted.url() });
         format!("{value}\n")
     } else {
-        format!("posted {}\n", posted.url())
+        match posted.url() {
+            Some(url) => format!("posted {url}\n"),
+            None => "posted (id unknown)\n".to_string(),
+        }
     }
 }
 
@@ -332,6 +363,24 @@ mod tests {
             "{err}"
         );
         assert!(check_text(&"a".repeat(280)).is_ok());
+    }
+
+    #[test]
+    fn durations_are_range_checked() {
+        for bad in [
+            "18446744073709551615s",
+            "99999999999999999999999s",
+            "8d",
+            "0s",
+            "soon",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+            let err =
+                Cli::try_parse_from(["esxi-tweet", "post", "--timeout", bad, "x"]).unwrap_err();
+            assert!(err.use_stderr(), "{bad}");
+        }
+        assert_eq!(parse_duration("7d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
     }
 
     #[test]

@@ -77,19 +77,8 @@ pub fn load_file(path: &Path, named_by_user: bool) -> Result<Option<FileConfig>,
             )));
         }
     };
-    // Only the parser's message and the line: its default rendering quotes the source line,
-    // which may hold a secret.
-    let mut config: FileConfig = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start].matches('\n').count() + 1)
-            .map(|l| format!(" at line {l}"))
-            .unwrap_or_default();
-        Error::Config(format!(
-            "config file {shown}{line}: {}",
-            e.message().lines().next().unwrap_or("invalid TOML")
-        ))
-    })?;
+    let mut config: FileConfig =
+        toml::from_str(&text).map_err(|e| Error::Config(describe_toml_error(&shown, &text, &e)))?;
     let holds_secrets = config.consumer_secret.is_some() || config.access_token_secret.is_some();
     if holds_secrets {
         let mode = std::fs::metadata(path)
@@ -107,6 +96,49 @@ pub fn load_file(path: &Path, named_by_user: bool) -> Result<Option<FileConfig>,
         config.ca_file = Some(dir.join(ca));
     }
     Ok(Some(config))
+}
+
+/// Keys a config file may hold.
+const KEYS: [&str; 9] = [
+    "consumer_key",
+    "consumer_secret",
+    "access_token",
+    "access_token_secret",
+    "api_base",
+    "api",
+    "ca_file",
+    "proxy",
+    "boot",
+];
+
+/// A parse error of the config file, in words that never quote the file: the parser's own
+/// messages echo values (`invalid type: integer `...``, `unknown variant `...``) and keys
+/// (`unknown field `...``), and a secret may be in any of them. Only the line number and,
+/// when the line's key is one we know, that key are named.
+fn describe_toml_error(shown: &dyn std::fmt::Display, text: &str, e: &toml::de::Error) -> String {
+    let line_no = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let key = line_no
+        .and_then(|n| text.lines().nth(n - 1))
+        .and_then(|line| line.split_once('='))
+        .map(|(k, _)| k.trim())
+        .and_then(|k| KEYS.iter().find(|known| **known == k));
+    let message = e.message();
+    let what = if message.starts_with("unknown field") {
+        format!("unknown key; the keys are {}", KEYS.join(", "))
+    } else if message.starts_with("unknown variant") {
+        "unknown value: api is \"v2\" or \"v1.1\"".to_string()
+    } else if message.starts_with("invalid type") {
+        "wrong type of value: put text in double quotes (key = \"value\")".to_string()
+    } else if message.starts_with("duplicate key") {
+        "a key is set twice".to_string()
+    } else {
+        "not valid TOML: write each setting as key = \"value\"".to_string()
+    };
+    let at = line_no.map(|n| format!(" line {n}")).unwrap_or_default();
+    let key = key.map(|k| format!(" ({k})")).unwrap_or_default();
+    format!("config file {shown}{at}{key}: {what}")
 }
 
 /// Assembles the credentials: each one from the environment if set there, else from the file.
@@ -178,6 +210,32 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let secret = "S3cr3tV4lue";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for text in [
+            "consumer_secret = 12345678901234567890\n"
+                .replace("12345678901234567890", "9876543210"),
+            format!("api = \"{secret}\"\n"),
+            format!("{secret} = \"x\"\n"),
+            format!("consumer_secret = {secret}\n"),
+            format!("consumer_key = \"a\"\nconsumer_key = \"{secret}\"\n"),
+            format!("access_token_secret = \"{secret}\n"),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let err = load_file(&path, true).unwrap_err().to_string();
+            assert!(
+                !err.contains(secret) && !err.contains("9876543210"),
+                "{err}"
+            );
+            assert!(err.contains("line "), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 
     #[test]

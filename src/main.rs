@@ -19,7 +19,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("esxi-tweet: {e}");
+            // Messages may carry the server's words or a network library's: no control
+            // character reaches the terminal.
+            eprintln!("esxi-tweet: {}", esxi_tweet::api::printable(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

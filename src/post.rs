@@ -111,6 +111,8 @@ pub fn post_with_retries(
 ) -> Result<Posted, Error> {
     let mut clock_offset = 0i64;
     let mut resigned_for_skew = false;
+    // Set once an attempt broke after its request may have reached X.
+    let mut maybe_posted = false;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -128,15 +130,30 @@ pub fn post_with_retries(
             .max(Duration::from_millis(1));
         log(&format!(
             "attempt {attempt}: {} {}",
-            request.method, request.url
+            request.method,
+            api::shown_url(&request.url)
         ));
         let (reason, rate_limit_reset) = match sender.send(request, &signed.authorization, timeout)
         {
             Err(SendError::Fatal(e)) => return Err(e),
             Err(SendError::Retryable(why)) => (why, None),
+            Err(SendError::OutcomeUnknown(why)) => {
+                maybe_posted = true;
+                (format!("{why} (the post may have been made)"), None)
+            }
             Ok(response) => match api::interpret(version, &response) {
                 Ok(posted) => return Ok(posted),
-                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Duplicate(_)) if maybe_posted => {
+                    return Ok(Posted {
+                        id: None,
+                        text: String::new(),
+                        warning: Some(
+                            "an earlier attempt posted this text (its answer was lost; X now refuses it as a duplicate); the post's id is unknown"
+                                .to_string(),
+                        ),
+                    });
+                }
+                Err(Failure::Duplicate(e) | Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry { reason, reset }) => (reason, reset),
                 Err(Failure::Unauthorized {
                     message,
@@ -287,11 +304,47 @@ mod tests {
             status(429, "{}"),
             status(201, ok),
         ]);
-        assert_eq!(result.unwrap().id, "1");
+        assert_eq!(result.unwrap().id.as_deref(), Some("1"));
         assert_eq!(seen.len(), 4);
         let nonces: std::collections::HashSet<_> =
             seen.iter().map(|a| field(a, "oauth_nonce")).collect();
         assert_eq!(nonces.len(), 4);
+    }
+
+    #[test]
+    fn a_2xx_with_an_unreadable_answer_is_posted_once() {
+        let cut = Ok(Response {
+            status: 201,
+            body_error: Some("connection reset".into()),
+            ..Default::default()
+        });
+        let (result, seen) = run(vec![cut, status(201, "{}")]);
+        let posted = result.unwrap();
+        assert_eq!(posted.id, None);
+        assert!(posted.warning.is_some());
+        assert_eq!(seen.len(), 1, "no second post");
+    }
+
+    #[test]
+    fn a_duplicate_after_a_lost_answer_means_the_earlier_attempt_posted() {
+        let duplicate = r#"{"detail":"You are not allowed to create a Tweet with duplicate content.","status":403}"#;
+        let (result, seen) = run(vec![
+            Err(SendError::OutcomeUnknown("connection reset by peer".into())),
+            status(403, duplicate),
+        ]);
+        let posted = result.unwrap();
+        assert_eq!(posted.id, None);
+        assert!(posted.warning.unwrap().contains("earlier attempt"));
+        assert_eq!(seen.len(), 2);
+        // Without a lost answer before it, a duplicate is the user's to fix.
+        let (result, _) = run(vec![
+            Err(SendError::Retryable("connection refused".into())),
+            status(403, duplicate),
+        ]);
+        assert_eq!(
+            result.unwrap_err().exit_code(),
+            crate::error::EXIT_TEXT_REJECTED
+        );
     }
 
     #[test]

@@ -27,8 +27,12 @@ pub struct TransportOptions {
 /// Why a send failed.
 #[derive(Debug)]
 pub enum SendError {
-    /// Network trouble that another attempt may not have (refused, reset, timed out, DNS).
+    /// Network trouble before the request could have reached the server (DNS, refused
+    /// connection, connect timeout, TLS handshake): another attempt may do better.
     Retryable(String),
+    /// The exchange broke after the request may have been sent (reset, timeout while
+    /// waiting for the answer): worth another attempt, but the post may exist already.
+    OutcomeUnknown(String),
     /// Retrying cannot help (the server's certificate is not trusted, say).
     Fatal(Error),
 }
@@ -53,10 +57,12 @@ impl Transport {
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
         let proxy = match &options.proxy {
-            Some(url) => Some(
-                ureq::Proxy::new(url)
-                    .map_err(|e| Error::Config(format!("invalid proxy URL {url:?}: {e}")))?,
-            ),
+            Some(url) => Some(ureq::Proxy::new(url).map_err(|e| {
+                Error::Config(format!(
+                    "invalid proxy URL {:?}: {e}",
+                    crate::api::shown_url(url)
+                ))
+            })?),
             None => ureq::Proxy::try_from_env(),
         };
         let config = ureq::Agent::config_builder()
@@ -100,17 +106,24 @@ impl Transport {
         let date = header("date");
         let rate_limit_reset = header("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
         let status = response.status().as_u16();
-        let body = response
+        let read = response
             .body_mut()
             .with_config()
             .limit(1024 * 1024)
-            .read_to_string()
-            .map_err(classify)?;
+            .read_to_string();
+        let (body, body_error) = match read {
+            Ok(body) => (body, None),
+            // A 2xx is a post whether or not its body arrives; other answers without a body
+            // are as unknown as no answer.
+            Err(e) if (200..300).contains(&status) => (String::new(), Some(e.to_string())),
+            Err(e) => return Err(SendError::OutcomeUnknown(e.to_string())),
+        };
         Ok(Response {
             status,
             date,
             rate_limit_reset,
             body,
+            body_error,
         })
     }
 }
@@ -151,10 +164,29 @@ fn classify(error: ureq::Error) -> SendError {
             "the server's TLS certificate is not trusted ({why:?}): if a proxy inspects TLS, pass its CA with --ca-file"
         )));
     }
+    if tls_error.is_some() {
+        return SendError::Retryable(error.to_string());
+    }
+    use std::io::ErrorKind;
+    use ureq::Timeout;
     match &error {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::InvalidProxyUrl => {
             SendError::Fatal(Error::Config(format!("cannot send the request: {error}")))
         }
-        _ => SendError::Retryable(error.to_string()),
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::ConnectProxyFailed(_)
+        | ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => {
+            SendError::Retryable(error.to_string())
+        }
+        ureq::Error::Io(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NotFound
+            ) =>
+        {
+            SendError::Retryable(error.to_string())
+        }
+        _ => SendError::OutcomeUnknown(error.to_string()),
     }
 }

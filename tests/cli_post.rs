@@ -196,6 +196,44 @@ fn v1_on_a_low_tier_suggests_v2() {
 }
 
 #[test]
+fn a_post_whose_answer_is_cut_short_is_made_once_and_reported() {
+    let case = Case::new(Behaviour {
+        cut_answers: 1,
+        ..Default::default()
+    });
+    let out = case.run(&["cut short"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(case.x.posted(), ["cut short"]);
+    assert_eq!(case.x.received().len(), 1, "no retry after a 2xx");
+    assert_eq!(out.stdout, "posted (id unknown)\n");
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("id is unknown"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_post_whose_answer_is_lost_is_not_made_twice() {
+    let case = Case::new(Behaviour {
+        lose_answers: 1,
+        ..Default::default()
+    });
+    let out = case.run(&["--json", "lost answer"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(case.x.posted(), ["lost answer"], "one post");
+    let received = case.x.received();
+    assert_eq!(
+        received.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [201, 403],
+        "the retry met X's duplicate refusal"
+    );
+    assert!(out.stderr.contains("earlier attempt posted"), "{out:?}");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["id"], serde_json::Value::Null);
+    assert_eq!(json["text"], "lost answer");
+}
+
+#[test]
 fn server_error_then_success_uses_a_fresh_nonce() {
     let case = Case::new(Behaviour {
         script: [Canned::new(503, r#"{"title":"Service Unavailable"}"#)].into(),

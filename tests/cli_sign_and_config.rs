@@ -239,3 +239,73 @@ fn usage_errors_exit_64_and_help_documents_exit_codes() {
     );
     assert_eq!(out.code, 64);
 }
+
+#[test]
+fn hostile_values_never_panic_or_reach_the_screen() {
+    let home = tempfile::tempdir().unwrap();
+    // A duration that overflows any clock arithmetic is a usage error, not an abort.
+    let out = run(
+        with_credentials(&mut agent(home.path())).args([
+            "post",
+            "--timeout",
+            "18446744073709551615s",
+            "x",
+        ]),
+        None,
+    );
+    assert_eq!(out.code, 64, "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    // A password in --api-base is never shown, in --dry-run or in -v.
+    let out = run(
+        with_credentials(&mut agent(home.path())).args([
+            "post",
+            "--dry-run",
+            "--api-base",
+            "https://admin:hunter2pass@127.0.0.1:1",
+            "x",
+        ]),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("https://***@127.0.0.1:1/2/tweets"),
+        "{out:?}"
+    );
+    let out = run(
+        with_credentials(&mut agent(home.path())).args([
+            "post",
+            "-v",
+            "--deadline",
+            "1s",
+            "--api-base",
+            "https://admin:hunter2pass@127.0.0.1:1",
+            "x",
+        ]),
+        None,
+    );
+    assert!(out.stderr.contains("attempt 1"), "{out:?}");
+    for shown in [&out.stdout, &out.stderr] {
+        assert!(!shown.contains("hunter2pass"), "{out:?}");
+    }
+    // Secrets typed into the wrong place of the config file are not echoed.
+    let config = home.path().join("c.toml");
+    for body in [
+        format!("consumer_secret = 4242424242\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n"),
+        format!("api = \"{CONSUMER_SECRET}\"\n"),
+        format!("{ACCESS_TOKEN_SECRET} = \"x\"\n"),
+    ] {
+        write_config(&config, &body, 0o600);
+        let out = run(
+            agent(home.path())
+                .arg("--config")
+                .arg(&config)
+                .args(["post", "x"]),
+            None,
+        );
+        assert_eq!(out.code, 78, "{out:?}");
+        for secret in ["4242424242", CONSUMER_SECRET, ACCESS_TOKEN_SECRET] {
+            assert!(!out.stderr.contains(secret), "{out:?}");
+        }
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    }
+}

@@ -47,6 +47,11 @@ pub struct Behaviour {
     pub v1_allowed: bool,
     /// Answers for the next correctly signed requests, before the normal logic.
     pub script: VecDeque<Canned>,
+    /// The next this many posts are made, but their answer is cut after its head and half
+    /// its body, and the connection closed.
+    pub cut_answers: usize,
+    /// The next this many posts are made, but the connection is closed without an answer.
+    pub lose_answers: usize,
 }
 
 /// One request the server received.
@@ -197,7 +202,14 @@ fn serve_connection(
         let Some((method, path, headers, body)) = read_request(&mut tls, &mut buf) else {
             return;
         };
-        let (status, extra, body) = answer(&state, port, method, path, headers, body);
+        let (status, mut extra, body) = answer(&state, port, method, path, headers, body);
+        let fault = extra
+            .iter()
+            .position(|(n, _)| n == FAULT)
+            .map(|i| extra.remove(i).1);
+        if fault.as_deref() == Some("lose") {
+            return;
+        }
         let reason = match status {
             200 => "OK",
             201 => "Created",
@@ -216,7 +228,18 @@ fn serve_connection(
             head.push_str(&format!("{n}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        if tls.write_all(head.as_bytes()).is_err() || tls.write_all(body.as_bytes()).is_err() {
+        let sent = if fault.as_deref() == Some("cut") {
+            &body[..body.len() / 2]
+        } else {
+            &body
+        };
+        if tls.write_all(head.as_bytes()).is_err() || tls.write_all(sent.as_bytes()).is_err() {
+            return;
+        }
+        if fault.is_some() {
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
             return;
         }
         let _ = tls.flush();
@@ -224,6 +247,9 @@ fn serve_connection(
 }
 
 type Request = (String, String, Vec<(String, String)>, String);
+
+/// A pseudo-header from `answer` to `serve_connection`: how to break this answer.
+const FAULT: &str = "x-fake-fault";
 
 fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> Option<Request> {
     let mut chunk = [0u8; 8192];
@@ -364,7 +390,17 @@ fn answer(
     } else if let Some(canned) = state.behaviour.script.pop_front() {
         (canned.status, canned.headers, canned.body)
     } else {
-        post(&mut state, v1, form, &body)
+        let (status, mut extra, reply) = post(&mut state, v1, form, &body);
+        if (200..300).contains(&status) {
+            if state.behaviour.lose_answers > 0 {
+                state.behaviour.lose_answers -= 1;
+                extra.push((FAULT.into(), "lose".into()));
+            } else if state.behaviour.cut_answers > 0 {
+                state.behaviour.cut_answers -= 1;
+                extra.push((FAULT.into(), "cut".into()));
+            }
+        }
+        (status, extra, reply)
     };
     state.received.push(Received {
         method,
