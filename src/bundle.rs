@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::api::ApiVersion;
 use crate::config::{self, FileConfig};
 use crate::error::Error;
+use crate::weighted_length::{MAX_WEIGHTED_LENGTH, weighted_length};
 
 /// The member's name inside the bundle (and on the host, under
 /// `/etc/rc.local.d/autodeploy/scripts/`).
@@ -28,6 +29,12 @@ pub const DEFAULT_MESSAGE: &str = "{hostname} is up: {version}, vmk0 {ip}";
 pub const PLACEHOLDERS: [&str; 5] = ["{hostname}", "{version}", "{ip}", "{uptime}", "{time}"];
 
 const TEMPLATE: &str = include_str!("../bundle/esxi-tweet-boot.sh");
+
+/// A shorter deadline fails on every host: the network is rarely up that soon after rc.local.
+const MIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The tar member's modification time: fixed, so the same inputs give the same bytes.
+const MTIME: u64 = 0;
 
 /// The `[boot]` table of the config.
 #[derive(Debug, Default, Deserialize)]
@@ -68,14 +75,29 @@ impl BootSettings {
                 PLACEHOLDERS.join(" ")
             )));
         }
+        // The fixed part of the message alone must fit: the host cannot shorten it.
+        let fixed = PLACEHOLDERS
+            .iter()
+            .fold(message.clone(), |m, p| m.replace(p, ""));
+        let fixed_length = weighted_length(&fixed);
+        if fixed_length > MAX_WEIGHTED_LENGTH {
+            return Err(Error::Config(format!(
+                "[boot] message in {shown} is {fixed_length}/{MAX_WEIGHTED_LENGTH} weighted characters without its placeholders: X would refuse it on every host; shorten it"
+            )));
+        }
         let deadline = match table.deadline {
             Some(d) => crate::cli::parse_duration(&d)
                 .map_err(|e| Error::Config(format!("[boot] deadline {d:?} in {shown}: {e}")))?,
             None => Duration::from_secs(600),
         };
+        if deadline < MIN_DEADLINE {
+            return Err(Error::Config(format!(
+                "[boot] deadline in {shown} is under 10s: a booting host needs longer for its network; try 10m"
+            )));
+        }
         Ok(Self {
             message,
-            deadline: deadline.max(Duration::from_secs(1)),
+            deadline,
             manage_firewall: table.manage_firewall.unwrap_or(true),
             allow_duplicate: table.allow_duplicate.unwrap_or(true),
         })
@@ -101,6 +123,7 @@ fn unknown_placeholder(message: &str) -> Option<String> {
 
 /// Builds the bundle (`.tgz` bytes) from the config at `config_path` and the agent `binary`.
 pub fn build(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
+    check_binary(binary)?;
     let file = config::load_file(config_path, true)?.unwrap_or_default();
     // A host has no environment of ours: everything must be in the file.
     let credentials = config::resolve_credentials(&|_| None, Some(&file), Some(config_path))?;
@@ -149,7 +172,23 @@ pub fn build(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
     let agent_config = toml::to_string(&agent_config)
         .map_err(|e| Error::Internal(format!("cannot write the agent config: {e}")))?;
 
-    let script = render_script(&boot, agent_config.len(), ca.len(), binary.len());
+    let proxy_port = match &file.proxy {
+        Some(proxy) => proxy_port(proxy).ok_or_else(|| {
+            Error::Config(format!(
+                "proxy {:?} in {}: expected http://host:port",
+                crate::api::shown_url(proxy),
+                config_path.display()
+            ))
+        })?,
+        None => String::new(),
+    };
+    let script = render_script(
+        &boot,
+        &proxy_port,
+        agent_config.len(),
+        ca.len(),
+        binary.len(),
+    );
     let mut member = script.into_bytes();
     member.extend_from_slice(agent_config.as_bytes());
     member.extend_from_slice(&ca);
@@ -161,6 +200,7 @@ pub fn build(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
 /// number of its digits stops changing.
 fn render_script(
     boot: &BootSettings,
+    proxy_port: &str,
     config_size: usize,
     ca_size: usize,
     binary_size: usize,
@@ -174,6 +214,7 @@ fn render_script(
             .replace("@CONFIG_SIZE@", &config_size.to_string())
             .replace("@CA_SIZE@", &ca_size.to_string())
             .replace("@BINARY_SIZE@", &binary_size.to_string())
+            .replace("@PROXY_PORT@", proxy_port)
             .replace("@HEADER_SIZE@", &header_size.to_string())
     };
     let mut size = 0;
@@ -186,13 +227,77 @@ fn render_script(
     }
 }
 
+/// The TCP port a proxy URL connects to (scheme default if none), as digits.
+fn proxy_port(proxy: &str) -> Option<String> {
+    let (scheme, rest) = proxy.split_once("://").unwrap_or(("http", proxy));
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let port = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.1.strip_prefix(':').unwrap_or(""),
+        None => host_port.split_once(':').map_or("", |(_, p)| p),
+    };
+    if port.is_empty() {
+        return match scheme.to_ascii_lowercase().as_str() {
+            "http" => Some("80".into()),
+            "https" => Some("443".into()),
+            _ => None,
+        };
+    }
+    port.parse::<u16>().ok().map(|p| p.to_string())
+}
+
+/// Refuses a binary that cannot run on every ESXi host: it must be an x86-64 ELF executable
+/// (type EXEC, not PIE) with no program interpreter, i.e. static.
+fn check_binary(binary: &[u8]) -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(Error::Usage(format!(
+            "--binary is {why}: ESXi needs the static x86-64 build from `make` (dist/esxi-tweet)"
+        )))
+    };
+    // Offsets come from the file: every range is checked, never assumed.
+    let bytes = |i: usize, n: usize| binary.get(i..i.checked_add(n)?);
+    let u16_at = |i: usize| bytes(i, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |i: usize| bytes(i, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |i: usize| {
+        bytes(i, 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if binary.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return refuse("not a 64-bit little-endian ELF file");
+    }
+    if u16_at(18) != Some(62) {
+        return refuse("not built for x86-64");
+    }
+    if u16_at(16) != Some(2) {
+        return refuse("not a fixed-address executable (a PIE or a library)");
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return refuse("a truncated ELF file");
+    };
+    for i in 0..usize::from(phnum) {
+        let at = usize::try_from(phoff)
+            .ok()
+            .and_then(|o| o.checked_add(i.checked_mul(usize::from(phentsize))?));
+        match at.and_then(u32_at) {
+            Some(3) => return refuse("dynamically linked (it names a program interpreter)"),
+            Some(_) => {}
+            None => return refuse("a truncated ELF file"),
+        }
+    }
+    Ok(())
+}
+
 /// Single-quotes `s` for sh: `'` becomes `'\''`.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn tgz(member: &[u8]) -> std::io::Result<Vec<u8>> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // No name and mtime 0 in the gzip header: reproducible bytes.
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
     let mut tar = tar::Builder::new(gz);
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
@@ -200,12 +305,7 @@ fn tgz(member: &[u8]) -> std::io::Result<Vec<u8>> {
     header.set_mode(0o755);
     header.set_uid(0);
     header.set_gid(0);
-    header.set_mtime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    );
+    header.set_mtime(MTIME);
     tar.append_data(&mut header, MEMBER_NAME, member)?;
     let mut gz = tar.into_inner()?;
     gz.flush()?;
@@ -224,7 +324,7 @@ mod tests {
             manage_firewall: true,
             allow_duplicate: true,
         };
-        let script = render_script(&boot, 10, 0, 2_000_000);
+        let script = render_script(&boot, "3128", 10, 0, 2_000_000);
         let declared: usize = script
             .lines()
             .find_map(|l| l.strip_prefix("HEADER_SIZE="))
@@ -233,7 +333,47 @@ mod tests {
             .unwrap();
         assert_eq!(declared, script.len());
         assert!(script.contains(r"MESSAGE='it'\''s {hostname}'"));
-        assert!(!script.contains('@'), "a placeholder was left");
+        let left = script
+            .split('@')
+            .skip(1)
+            .any(|after| after.starts_with(|c: char| c.is_ascii_uppercase()));
+        assert!(!left, "a placeholder was left");
+    }
+
+    #[test]
+    fn proxy_ports() {
+        assert_eq!(proxy_port("http://proxy.lab:3128").as_deref(), Some("3128"));
+        assert_eq!(proxy_port("http://proxy.lab").as_deref(), Some("80"));
+        assert_eq!(proxy_port("https://u:p@proxy.lab/").as_deref(), Some("443"));
+        assert_eq!(proxy_port("http://[::1]:8080").as_deref(), Some("8080"));
+        assert_eq!(proxy_port("http://proxy:port"), None);
+    }
+
+    #[test]
+    fn only_static_x86_64_executables_are_shipped() {
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[16] = 2;
+        elf[18] = 62;
+        elf[32] = 64;
+        elf[54] = 56;
+        elf[56] = 1;
+        elf[64] = 1; // PT_LOAD
+        assert!(check_binary(&elf).is_ok());
+        let mut dynamic = elf.clone();
+        dynamic[64] = 3; // PT_INTERP
+        assert!(check_binary(&dynamic).is_err());
+        let mut pie = elf.clone();
+        pie[16] = 3;
+        assert!(check_binary(&pie).is_err());
+        let mut arm = elf.clone();
+        arm[18] = 183;
+        assert!(check_binary(&arm).is_err());
+        assert!(check_binary(b"#!/bin/sh\n").is_err());
+        assert!(check_binary(&elf[..40]).is_err());
+        let mut far = elf.clone();
+        far[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(check_binary(&far).is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::esxi_host::{CmdlineWatch, EsxiHost};
+use crate::support::esxi_host::{
+    APPLETS, AUTODEPLOY_DIR, BUNDLE_NAME, CmdlineWatch, EsxiHost, HOST_TOOLS,
+};
 use crate::support::fake_x::{Behaviour, FakeX, Pki};
 use crate::support::{
     ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET, binary, run,
@@ -94,6 +96,24 @@ fn bundle_has_only_executable_members() {
     let listing = String::from_utf8(listing.stdout).unwrap();
     assert_eq!(listing.lines().count(), 1, "{listing}");
     assert!(listing.starts_with("-rwxr-xr-x"), "{listing}");
+    // It holds the credentials: private. The same inputs give the same bytes.
+    let mode = std::fs::metadata(&out_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let first = std::fs::read(&out_path).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_esxi-tweet-bundle"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--binary")
+            .arg(binary())
+            .arg("--output")
+            .arg(&out_path),
+        None,
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(std::fs::read(&out_path).unwrap(), first, "not reproducible");
+    assert_eq!(first, tgz);
 }
 
 #[test]
@@ -124,8 +144,41 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
         CONSUMER_SECRET,
         "message = \"{hostnmae} up\"",
     );
-    let err = esxi_tweet::bundle::build(&cfg, b"x").unwrap_err();
+    let agent = std::fs::read(binary()).unwrap();
+    let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
     assert!(err.to_string().contains("{hostnmae}"), "{err}");
+    // Inputs that would fail on every host are refused at build time.
+    let long = format!("message = \"{{hostname}} {}\"", "x".repeat(281));
+    for (boot, says) in [
+        (long.as_str(), "282/280"),
+        ("deadline = \"5s\"", "under 10s"),
+    ] {
+        let cfg = config(
+            dir.path(),
+            "https://127.0.0.1:1",
+            &pki.ca_file,
+            CONSUMER_SECRET,
+            boot,
+        );
+        let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    let cfg = config(
+        dir.path(),
+        "https://127.0.0.1:1",
+        &pki.ca_file,
+        CONSUMER_SECRET,
+        "",
+    );
+    // cargo's own test build is dynamically linked; a script is no ELF at all.
+    for not_static in [
+        std::fs::read(env!("CARGO_BIN_EXE_esxi-tweet-bundle")).unwrap(),
+        b"#!/bin/sh\necho hi\n".to_vec(),
+    ] {
+        let err = esxi_tweet::bundle::build(&cfg, &not_static).unwrap_err();
+        assert_eq!(err.exit_code(), 64, "{err}");
+        assert!(err.to_string().contains("static x86-64"), "{err}");
+    }
 }
 
 #[test]
@@ -161,6 +214,19 @@ fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
     assert_eq!(x.posted(), [RENDERED]);
     assert!(x.received().iter().all(|r| r.signature_ok));
     assert_eq!(host.firewall_calls(), ["true", "false"]);
+    // The downloaded bundle (gzip: its secrets are not greppable) and the member are gone.
+    let autodeploy = host.root().join(AUTODEPLOY_DIR);
+    assert!(
+        !autodeploy.join(BUNDLE_NAME).exists(),
+        "the downloaded bundle is left"
+    );
+    assert_eq!(
+        std::fs::read_dir(autodeploy.join("scripts"))
+            .unwrap()
+            .count(),
+        0,
+        "the member is left"
+    );
     for secret in [CONSUMER_SECRET, ACCESS_TOKEN_SECRET] {
         assert!(
             host.files_containing(secret).is_empty(),
@@ -228,7 +294,7 @@ fn boot_gives_up_at_the_deadline() {
         &format!("https://127.0.0.1:{port}"),
         &pki.ca_file,
         CONSUMER_SECRET,
-        "deadline = \"3s\"\nmanage_firewall = false",
+        "deadline = \"10s\"\nmanage_firewall = false",
     );
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
@@ -296,8 +362,10 @@ fn installed_binary_is_used_instead_of_the_payload() {
     let installed = host.root().join("opt/esxi-tweet/bin");
     std::fs::create_dir_all(&installed).unwrap();
     std::fs::copy(binary(), installed.join("esxi-tweet")).unwrap();
-    // A payload that could never run: only the installed binary can post.
-    let tgz = esxi_tweet::bundle::build(&cfg, b"\x7fELF not really").unwrap();
+    // A payload that could never run (the agent's first 8 KiB: a valid header, no code):
+    // only the installed binary can post.
+    let agent = std::fs::read(binary()).unwrap();
+    let tgz = esxi_tweet::bundle::build(&cfg, &agent[..8192]).unwrap();
     assert_quick_success(&host.run_bundle(&tgz));
     assert!(
         host.wait_for_log("esxi-tweet: posted", WAIT),
@@ -345,4 +413,261 @@ fn corrupt_payload_is_reported_as_a_script_failure() {
     assert_eq!(runs[0].code, Some(1), "{runs:?}");
     assert!(host.syslog().contains("corrupt"), "{}", host.syslog());
     assert!(host.files_containing(CONSUMER_SECRET).is_empty());
+}
+
+#[test]
+fn boot_uses_localcli_while_hostd_is_not_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = FakeX::start(dir.path(), Behaviour::default());
+    let cfg = config(dir.path(), &x.base_url(), &x.ca_file, CONSUMER_SECRET, "");
+    let host = EsxiHost::new();
+    // esxcli fails ("Connection failed") for the whole run, as before hostd is ready.
+    host.hostd_ready_in(3600);
+    assert_quick_success(&host.run_bundle(&bundle(&cfg)));
+    assert!(
+        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
+        "{}",
+        host.syslog()
+    );
+    assert!(host.wait_until_idle(WAIT));
+    assert_eq!(x.posted(), [RENDERED], "ip and firewall came from localcli");
+    assert_eq!(host.firewall_calls(), ["true", "false"]);
+    let calls = host.cli_calls();
+    assert!(
+        calls.iter().all(|c| c.starts_with("localcli ")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_proxy_port_the_host_firewall_blocks_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(dir.path());
+    let cfg = config(
+        dir.path(),
+        "https://127.0.0.1:1",
+        &pki.ca_file,
+        CONSUMER_SECRET,
+        "deadline = \"10s\"\nmanage_firewall = false",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace(
+        "\n\n[boot]",
+        "\nproxy = \"http://127.0.0.1:3128\"\n\n[boot]",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let host = EsxiHost::new();
+    assert_quick_success(&host.run_bundle(&bundle(&cfg)));
+    assert!(
+        host.wait_for_log("port 3128 is blocked by the host firewall", WAIT),
+        "{}",
+        host.syslog()
+    );
+    assert!(host.wait_until_idle(WAIT));
+}
+
+/// The command names a shell script runs: the first word of every simple command, outside
+/// quotes and arithmetic but inside `$(...)`, also within double quotes.
+fn commands_in(script: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut chars = script.chars().peekable();
+    let mut word = String::new();
+    let mut at_command = true;
+    // Depth of `$(` inside double quotes, so that the closing `"` is found.
+    let mut quoted_substitutions: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut in_double = false;
+    let mut end_word = |word: &mut String, at_command: &mut bool| {
+        if !word.is_empty() {
+            if *at_command {
+                let keyword = matches!(
+                    word.as_str(),
+                    "if" | "then"
+                        | "else"
+                        | "elif"
+                        | "fi"
+                        | "do"
+                        | "done"
+                        | "while"
+                        | "until"
+                        | "for"
+                        | "case"
+                        | "esac"
+                        | "in"
+                        | "!"
+                        | "{"
+                        | "}"
+                );
+                let assignment = word.contains('=');
+                // Case patterns (`80 | 443)`) are numbers, never commands.
+                let pattern = word.chars().all(|c| c.is_ascii_digit());
+                let plain = !pattern
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '[');
+                if !keyword && !assignment && plain {
+                    found.insert(word.clone());
+                }
+                *at_command = keyword;
+            }
+            word.clear();
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_double {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_double = false,
+                '$' if chars.peek() == Some(&'(') => {
+                    chars.next();
+                    if chars.peek() == Some(&'(') {
+                        // Arithmetic: skip to the matching `))`.
+                        let mut open = 1;
+                        for a in chars.by_ref() {
+                            match a {
+                                '(' => open += 1,
+                                ')' => {
+                                    open -= 1;
+                                    if open == 0 {
+                                        break;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        chars.next();
+                    } else {
+                        in_double = false;
+                        depth += 1;
+                        quoted_substitutions.push(depth);
+                        at_command = true;
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '#' if word.is_empty() => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+                at_command = true;
+            }
+            '\'' => {
+                for n in chars.by_ref() {
+                    if n == '\'' {
+                        break;
+                    }
+                }
+                word.push('\'');
+            }
+            '"' => {
+                in_double = true;
+                word.push('"');
+            }
+            '\\' => {
+                chars.next();
+            }
+            '$' if chars.peek() == Some(&'(') => {
+                end_word(&mut word, &mut at_command);
+                chars.next();
+                if chars.peek() == Some(&'(') {
+                    let mut open = 1;
+                    for a in chars.by_ref() {
+                        match a {
+                            '(' => open += 1,
+                            ')' => {
+                                open -= 1;
+                                if open == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    chars.next();
+                    word.push('$');
+                } else {
+                    depth += 1;
+                    at_command = true;
+                }
+            }
+            ')' => {
+                end_word(&mut word, &mut at_command);
+                if quoted_substitutions.last() == Some(&depth) {
+                    quoted_substitutions.pop();
+                    in_double = true;
+                }
+                depth = depth.saturating_sub(1);
+                at_command = true;
+            }
+            '|' | ';' | '&' | '(' | '\n' => {
+                end_word(&mut word, &mut at_command);
+                at_command = true;
+            }
+            ' ' | '\t' => end_word(&mut word, &mut at_command),
+            '<' | '>' => {
+                end_word(&mut word, &mut at_command);
+                // The redirection target is a file name, not a command.
+                while chars
+                    .peek()
+                    .is_some_and(|c| matches!(c, '<' | '>' | '&' | ' '))
+                {
+                    chars.next();
+                }
+                let was = at_command;
+                while chars
+                    .peek()
+                    .is_some_and(|c| !c.is_whitespace() && !matches!(c, ';' | '|' | ')'))
+                {
+                    chars.next();
+                }
+                at_command = was;
+            }
+            _ => word.push(c),
+        }
+    }
+    end_word(&mut word, &mut at_command);
+    found
+}
+
+#[test]
+fn the_boot_script_runs_only_what_an_esxi_host_has() {
+    let script = include_str!("../bundle/esxi-tweet-boot.sh");
+    let functions: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix("() {"))
+        .collect();
+    const BUILTINS: &[&str] = &[
+        "cd", "exit", "return", "trap", "umask", "read", "set", "shift", "command", "exec", "wait",
+        "local", "export", "unset", "printf", "echo", "test", "[", "true", "false", ":", ".",
+        "break", "continue",
+    ];
+    let commands = commands_in(script);
+    assert!(
+        commands.contains("sed") && commands.contains("localcli"),
+        "{commands:?}"
+    );
+    let foreign: Vec<&String> = commands
+        .iter()
+        .filter(|c| {
+            !APPLETS.contains(&c.as_str())
+                && !HOST_TOOLS.contains(&c.as_str())
+                && !BUILTINS.contains(&c.as_str())
+                && !functions.contains(&c.as_str())
+        })
+        .collect();
+    assert!(foreign.is_empty(), "not on an ESXi host: {foreign:?}");
+    // The guard itself sees the commands that broke the first release.
+    let old =
+        "x=$(wc -c < \"$f\" | tr -d ' ')\nlog \"($(head -c 9 e | tr '\\n' ' '))\"\nid -u; base64 f";
+    let seen = commands_in(old);
+    for missing in ["tr", "id", "base64"] {
+        assert!(seen.contains(missing), "{missing} not seen in {seen:?}");
+    }
 }

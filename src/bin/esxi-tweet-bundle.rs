@@ -25,6 +25,25 @@ struct Args {
     output: PathBuf,
 }
 
+/// Writes `bytes` to `path` with mode 0600 (the bundle holds the credentials), through a
+/// temp file and a rename, so that no reader ever sees it half written or readable by others.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -39,7 +58,7 @@ fn main() -> ExitCode {
         })
         .and_then(|binary| esxi_tweet::bundle::build(&args.config, &binary))
         .and_then(|tgz| {
-            std::fs::write(&args.output, tgz).map_err(|e| {
+            write_private(&args.output, &tgz).map_err(|e| {
                 esxi_tweet::Error::Internal(format!("cannot write {}: {e}", args.output.display()))
             })
         });

@@ -1,25 +1,150 @@
-//! An emulated stateless ESXi host for the script bundle: a chroot whose `/bin` holds a static
-//! BusyBox with only the applets ESXi is known to have, stub `esxcli`, `vmware` and `logger`,
-//! its own UTS namespace for the host name, and a runner that treats a bundle as ESXi's does (extract every member, run
-//! each with no arguments and `PATH=/sbin:/bin`, wait for its output to close, keep the exit
-//! code, throw the output away).
+//! An emulated stateless ESXi host for the script bundle, as strict as a real one: a chroot
+//! whose `/bin` holds a static BusyBox linked under exactly the applet names of ESXi's BusyBox
+//! 1.22.1 (no `tr`, `base64`, `id`, `ps`), stub `esxcli`, `localcli`, `vmware` and `logger`,
+//! its own UTS namespace for the host name, and a runner that treats a bundle as ESXi's does:
+//! the downloaded bundle stays at `/etc/rc.local.d/autodeploy/<bundleName>` beside
+//! `/etc/vmware/autodeploy/scriptBundle.json`, every member is extracted to
+//! `.../autodeploy/scripts/` and run with no arguments and `PATH=/sbin:/bin`, its output read
+//! to the end through pipes, its exit code kept, its output thrown away.
+//!
+//! What it cannot copy: the BusyBox binary is Debian's (1.35+), whose applets accept newer
+//! option syntax than 1.22 (`timeout SECS` as well as `-t SECS`); the script avoids the
+//! applets whose syntax changed, and the command guard in the bundle tests checks names only.
 
 use std::os::unix::fs::{PermissionsExt as _, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The busybox applets the host offers: the ones the reference names plus the everyday ones
-/// any ESXi busybox has. Deliberately absent: base64, awk, curl, setsid, mktemp.
-const APPLETS: &[&str] = &[
-    "sh", "ash", "tail", "head", "dd", "sed", "grep", "cat", "chmod", "mkdir", "rm", "sleep",
-    "date", "wc", "tr", "ls", "cp", "mv", "echo", "printf", "test", "[", "true", "false", "kill",
-    "ps", "cut", "env", "id", "uname", "hostname",
+/// Every applet of ESXi's BusyBox 1.22.1, and nothing else (`../shared/reference/
+/// esxi-autodeploy.md`). `logger` is replaced by a stub that writes the syslog file.
+pub const APPLETS: &[&str] = &[
+    "[",
+    "[[",
+    "addgroup",
+    "adduser",
+    "ash",
+    "awk",
+    "basename",
+    "bunzip2",
+    "bzcat",
+    "bzip2",
+    "cat",
+    "chgrp",
+    "chmod",
+    "chown",
+    "chvt",
+    "cksum",
+    "clear",
+    "cp",
+    "crond",
+    "cut",
+    "date",
+    "dd",
+    "delgroup",
+    "deluser",
+    "diff",
+    "dirname",
+    "dnsdomainname",
+    "du",
+    "echo",
+    "egrep",
+    "eject",
+    "env",
+    "expr",
+    "false",
+    "fdisk",
+    "fgrep",
+    "find",
+    "fstrim",
+    "getty",
+    "grep",
+    "groups",
+    "gunzip",
+    "gzip",
+    "halt",
+    "head",
+    "hexdump",
+    "hostname",
+    "inetd",
+    "init",
+    "kill",
+    "ln",
+    "logger",
+    "login",
+    "ls",
+    "lzop",
+    "lzopcat",
+    "md5sum",
+    "mkdir",
+    "mkfifo",
+    "mknod",
+    "mktemp",
+    "more",
+    "mv",
+    "nohup",
+    "nslookup",
+    "od",
+    "passwd",
+    "poweroff",
+    "printf",
+    "readlink",
+    "reboot",
+    "reset",
+    "resize",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "setsid",
+    "sh",
+    "sha1sum",
+    "sha256sum",
+    "sha3sum",
+    "sha512sum",
+    "sleep",
+    "sort",
+    "stat",
+    "stty",
+    "sum",
+    "sync",
+    "tail",
+    "tar",
+    "taskset",
+    "tee",
+    "test",
+    "time",
+    "timeout",
+    "touch",
+    "true",
+    "uname",
+    "uniq",
+    "unlzop",
+    "unzip",
+    "usleep",
+    "vi",
+    "watch",
+    "wc",
+    "wget",
+    "which",
+    "who",
+    "xargs",
+    "zcat",
 ];
 
-const ESXCLI: &str = r#"#!/bin/sh
+/// The host tools that are not BusyBox applets, stubbed here.
+pub const HOST_TOOLS: &[&str] = &["esxcli", "localcli", "vmware", "logger"];
+
+/// `esxcli` and `localcli` share their namespaces; `esxcli` goes through hostd, which may not
+/// answer yet at boot (until the time in `hostd_ready_at`), `localcli` never does.
+const CLI: &str = r#"#!/bin/sh
 state=/var/lib/fake
-echo "esxcli $*" >> $state/esxcli.calls
+me=${0##*/}
+echo "$me $*" >> $state/cli.calls
+if [ "$me" = esxcli ] && [ -f $state/hostd_ready_at ] && [ "$(date +%s)" -lt "$(cat $state/hostd_ready_at)" ]; then
+    echo "Connection failed" >&2
+    exit 1
+fi
 case "$*" in
 "network firewall ruleset list --ruleset-id=httpClient")
     echo "Name        Enabled"
@@ -63,6 +188,10 @@ echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $tag: $*" >> /var/log/syslog.log
 
 /// Where the runner extracts members, as on ESXi.
 pub const SCRIPTS_DIR: &str = "etc/rc.local.d/autodeploy/scripts";
+/// Where the downloaded bundle stays.
+pub const AUTODEPLOY_DIR: &str = "etc/rc.local.d/autodeploy";
+/// The bundle's name as Auto Deploy gives it.
+pub const BUNDLE_NAME: &str = "esxi-tweet-bundle-3f2a9c.tgz";
 
 /// One member's run.
 #[derive(Debug)]
@@ -106,6 +235,7 @@ impl EsxiHost {
             "tmp",
             "var/log",
             "var/lib/fake",
+            "etc/vmware/autodeploy",
             SCRIPTS_DIR,
         ] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
@@ -116,9 +246,18 @@ impl EsxiHost {
         for applet in APPLETS {
             symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
-        write_exec(&root.join("bin/esxcli"), ESXCLI);
+        std::fs::remove_file(root.join("bin/logger")).unwrap();
+        write_exec(&root.join("bin/esxcli"), CLI);
+        write_exec(&root.join("bin/localcli"), CLI);
         write_exec(&root.join("bin/vmware"), VMWARE);
         write_exec(&root.join("bin/logger"), LOGGER);
+        std::fs::write(
+            root.join("etc/vmware/autodeploy/scriptBundle.json"),
+            format!(
+                "{{\"deployHost\": \"vc.lab:6501\", \"bundleName\": \"{BUNDLE_NAME}\", \"blackList\": [], \"hostId\": \"4c4c4544-0042\"}}\n"
+            ),
+        )
+        .unwrap();
         std::fs::write(root.join("var/lib/fake/httpClient"), "false\n").unwrap();
         for (name, minor) in [("null", "3"), ("zero", "5"), ("urandom", "9")] {
             let status = Command::new("mknod")
@@ -139,11 +278,37 @@ impl EsxiHost {
         self.dir.path()
     }
 
-    /// Extracts every member of `tgz` and runs each in order, as ESXi's runner does.
+    /// hostd answers `esxcli` only from `secs` seconds from now on (`localcli` always works).
+    pub fn hostd_ready_in(&self, secs: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(
+            self.root().join("var/lib/fake/hostd_ready_at"),
+            format!("{}\n", now + secs),
+        )
+        .unwrap();
+    }
+
+    /// Every `esxcli`/`localcli` call, as `"tool args..."`.
+    pub fn cli_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root().join("var/lib/fake/cli.calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Stores `tgz` where Auto Deploy's download leaves it, then extracts every member and
+    /// runs each in order, as ESXi's runner does.
     pub fn run_bundle(&self, tgz: &[u8]) -> Vec<MemberRun> {
+        let downloaded = self.root().join(AUTODEPLOY_DIR).join(BUNDLE_NAME);
+        std::fs::write(&downloaded, tgz).unwrap();
         let scripts = self.root().join(SCRIPTS_DIR);
         let mut names = Vec::new();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+        let tgz = std::fs::read(&downloaded).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
         archive.set_preserve_permissions(true);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
