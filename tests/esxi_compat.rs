@@ -1,5 +1,8 @@
-//! Stand-ins for an ESXi host: the binary's ELF form, and a full post under a seccomp filter
-//! that makes every syscall newer than Linux 3.16 fail with ENOSYS, as an old VMkernel would.
+//! Stand-ins for an ESXi host: the binary's ELF form, and a full post under a seccomp
+//! *allowlist* of the classic syscalls the VMkernel is known to provide (the reference lists
+//! what the agent needs); every other syscall fails with ENOSYS, as on a host that lacks it.
+//! So a dependency that starts using epoll, statx, clone3, rseq or the like fails here, not on
+//! a host. `getrandom` is denied too, so the `/dev/urandom` fallback is what runs.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
@@ -9,22 +12,57 @@ use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use crate::support::fake_x::{Behaviour, FakeX};
 use crate::support::{agent, binary, run, with_credentials};
 
-/// x86_64 syscall numbers from 318 (`getrandom`, Linux 3.17) up to the newest, which covers
-/// `statx`, `rseq`, `io_uring_*`, `pidfd_*`, `clone3`, `close_range`, `openat2`,
-/// `faccessat2`, `epoll_pwait2` and everything after.
-fn newer_syscalls() -> Vec<i64> {
-    (318..=470).collect()
+/// The syscalls an ESXi host can be relied on for (`../shared/reference/esxi-autodeploy.md`),
+/// plus `execve` (the filter is installed before the agent is executed), `exit` (a thread's
+/// end), `rt_sigreturn`, and `sendto`/`recvfrom` (std's socket reads and writes): all in
+/// Linux since 2.0, and in every VMkernel that runs BusyBox.
+fn classic_syscalls() -> Vec<i64> {
+    vec![
+        libc::SYS_execve,
+        libc::SYS_exit,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_arch_prctl,
+        libc::SYS_set_tid_address,
+        libc::SYS_brk,
+        libc::SYS_mmap,
+        libc::SYS_mprotect,
+        libc::SYS_munmap,
+        libc::SYS_exit_group,
+        libc::SYS_rt_sigaction,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_sigaltstack,
+        libc::SYS_open,
+        libc::SYS_openat,
+        libc::SYS_fcntl,
+        libc::SYS_fstat,
+        libc::SYS_stat,
+        libc::SYS_read,
+        libc::SYS_write,
+        libc::SYS_close,
+        libc::SYS_clone,
+        libc::SYS_futex,
+        libc::SYS_gettid,
+        libc::SYS_socket,
+        libc::SYS_connect,
+        libc::SYS_sendto,
+        libc::SYS_recvfrom,
+        libc::SYS_poll,
+        libc::SYS_getsockopt,
+        libc::SYS_setsockopt,
+        libc::SYS_ioctl,
+        libc::SYS_clock_nanosleep,
+    ]
 }
 
 fn enosys_filter() -> BpfProgram {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = newer_syscalls()
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = classic_syscalls()
         .into_iter()
         .map(|nr| (nr, vec![]))
         .collect();
     let filter = SeccompFilter::new(
         rules,
-        SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
+        SeccompAction::Allow,
         TargetArch::x86_64,
     )
     .unwrap();
@@ -32,26 +70,28 @@ fn enosys_filter() -> BpfProgram {
 }
 
 #[test]
-fn named_syscalls_are_in_the_filtered_range() {
-    let filtered = newer_syscalls();
+fn newer_syscalls_are_outside_the_allowlist() {
+    let allowed = classic_syscalls();
     for nr in [
         libc::SYS_getrandom,
         libc::SYS_statx,
         libc::SYS_clone3,
         libc::SYS_rseq,
+        libc::SYS_epoll_create1,
+        libc::SYS_epoll_pwait,
+        libc::SYS_epoll_wait,
         libc::SYS_pidfd_open,
         libc::SYS_openat2,
-        libc::SYS_faccessat2,
         libc::SYS_close_range,
-        libc::SYS_epoll_pwait2,
         libc::SYS_io_uring_setup,
+        libc::SYS_membarrier,
     ] {
-        assert!(filtered.contains(&nr), "syscall {nr} not filtered");
+        assert!(!allowed.contains(&nr), "syscall {nr} is allowed");
     }
 }
 
 #[test]
-fn posts_when_newer_syscalls_return_enosys() {
+fn posts_when_only_classic_syscalls_exist() {
     let dir = tempfile::tempdir().unwrap();
     let x = FakeX::start(dir.path(), Behaviour::default());
     let program = enosys_filter();
@@ -59,7 +99,7 @@ fn posts_when_newer_syscalls_return_enosys() {
     with_credentials(&mut cmd)
         .args(["post", "--api-base", &x.base_url(), "--ca-file"])
         .arg(&x.ca_file)
-        .arg("posted under an old-kernel seccomp filter");
+        .arg("posted under an ESXi syscall allowlist");
     // SAFETY: between fork and exec the closure only installs a prebuilt BPF program (prctl
     // and seccomp syscalls), which allocates nothing and takes no lock.
     unsafe {
@@ -67,25 +107,25 @@ fn posts_when_newer_syscalls_return_enosys() {
     }
     let out = run(&mut cmd, None);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(x.posted(), ["posted under an old-kernel seccomp filter"]);
+    assert_eq!(x.posted(), ["posted under an ESXi syscall allowlist"]);
 }
 
 #[test]
-fn the_filter_really_denies_getrandom() {
+fn the_filter_really_denies_what_it_does_not_list() {
     // Guards the test above against a filter that silently allows everything.
     let program = enosys_filter();
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.args(["-c", "exit 0"]);
+    // The check runs in the child between fork and exec and ends it with _exit, so no
+    // (dynamically linked) program has to run under the allowlist.
+    let mut cmd = std::process::Command::new("/nonexistent");
     let status = unsafe {
         cmd.pre_exec(move || {
             seccompiler::apply_filter(&program).map_err(std::io::Error::other)?;
             let r = libc::syscall(libc::SYS_getrandom, [0u8; 4].as_mut_ptr(), 4usize, 0u32);
             let errno = *libc::__errno_location();
-            if r == -1 && errno == libc::ENOSYS {
-                Ok(())
-            } else {
-                Err(std::io::Error::other("getrandom was not denied"))
-            }
+            let e = libc::syscall(libc::SYS_epoll_create1, 0);
+            let epoll_errno = *libc::__errno_location();
+            let denied = r == -1 && errno == libc::ENOSYS && e == -1 && epoll_errno == libc::ENOSYS;
+            libc::_exit(if denied { 0 } else { 1 })
         })
     }
     .status();
