@@ -671,3 +671,36 @@ fn the_boot_script_runs_only_what_an_esxi_host_has() {
         assert!(seen.contains(missing), "{missing} not seen in {seen:?}");
     }
 }
+
+#[test]
+fn the_example_config_posts_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = FakeX::start(dir.path(), Behaviour::default());
+    let example = include_str!("../bundle/config.example.toml")
+        .replace("your-api-key-secret", CONSUMER_SECRET)
+        .replace("your-api-key", CONSUMER_KEY)
+        .replace("1234567890-your-access-token", ACCESS_TOKEN)
+        .replace("your-access-token-secret", ACCESS_TOKEN_SECRET)
+        .replace(
+            "# api_base = \"https://api.x.com\"",
+            &format!("api_base = \"{}\"", x.base_url()),
+        )
+        .replace(
+            "# ca_file = \"proxy-ca.pem\"",
+            &format!("ca_file = \"{}\"", x.ca_file.display()),
+        );
+    assert!(example.contains(CONSUMER_SECRET) && example.contains("api_base = \"https"));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, example).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let host = EsxiHost::new();
+    assert_quick_success(&host.run_bundle(&bundle(&cfg)));
+    assert!(
+        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
+        "{}",
+        host.syslog()
+    );
+    assert!(host.wait_until_idle(WAIT));
+    assert_eq!(x.posted(), [RENDERED]);
+    assert_eq!(x.received().len(), 1);
+}
