@@ -3,10 +3,10 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build bundle test lint clean bench demo bench-tools soak
+.PHONY: all build bundle vib test lint clean bench demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
-all: build $(if $(CONFIG),bundle)
+all: build vib $(if $(CONFIG),bundle)
 ifndef CONFIG
 	@echo "To build the Auto Deploy script bundle: make bundle CONFIG=path/to/config.toml (see bundle/config.example.toml)"
 endif
@@ -17,24 +17,37 @@ build: dist/esxi-tweet dist/autodeploy-cache
 dist/esxi-tweet: FORCE
 	$(CARGO) build --release --locked --target $(MUSL) -p esxi-tweet
 	@mkdir -p dist
-	cp target/$(MUSL)/release/esxi-tweet target/$(MUSL)/release/esxi-tweet-bundle dist/
+	$(foreach b,esxi-tweet esxi-tweet-bundle esxi-tweet-vib,$(call install_bin,$(b)))
 	@echo "built dist/esxi-tweet ($$(stat -c %s dist/esxi-tweet) bytes)"
 
 dist/autodeploy-cache: FORCE
 	$(CARGO) build --release --locked --target $(MUSL) -p autodeploy-cache
 	@mkdir -p dist
-	cp target/$(MUSL)/release/autodeploy-cache dist/autodeploy-cache
+	$(call install_bin,autodeploy-cache)
 	@echo "built dist/autodeploy-cache ($$(stat -c %s dist/autodeploy-cache) bytes)"
 
 FORCE:
+
+# Copy, then rename over the old file: a running binary (a proxy started from dist/) does not
+# stop a rebuild with "Text file busy", and nobody runs a half-copied file.
+define install_bin
+cp target/$(MUSL)/release/$(1) dist/.$(1).tmp && mv -f dist/.$(1).tmp dist/$(1)
+
+endef
 
 bundle: dist/esxi-tweet
 ifndef CONFIG
 	$(error CONFIG is not set: make bundle CONFIG=path/to/config.toml)
 endif
-	dist/esxi-tweet-bundle --config $(CONFIG) --binary dist/esxi-tweet --output dist/esxi-tweet-bundle.tgz
+	dist/esxi-tweet-bundle --config $(CONFIG) $(if $(VIB),--vib,--binary dist/esxi-tweet) --output dist/esxi-tweet-bundle.tgz
 
-test: build lint
+# The agent as a community VIB and an offline depot (ESXi 8 and 9); dated by the last commit
+# so that the same commit gives the same bytes.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+vib: dist/esxi-tweet
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) dist/esxi-tweet-vib --binary dist/esxi-tweet --out-dir dist
+
+test: build vib lint
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
 
 # Benchmarks: timing targets live here, never in `make test`.

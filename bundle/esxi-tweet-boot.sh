@@ -90,9 +90,15 @@ foreground() {
     offset=$((offset + CA_SIZE))
     if [ -x "$INSTALLED" ]; then
         bin=$INSTALLED
-    else
+    elif [ "$BINARY_SIZE" -gt 0 ]; then
         bin=$dir/esxi-tweet
         extract "$offset" "$BINARY_SIZE" "$bin" && chmod 700 "$bin" || ok=false
+    else
+        # A config-only bundle: the agent comes from the VIB.
+        rm -f "$SELF"
+        rm -rf "$dir"
+        log "$INSTALLED is missing: this config-only bundle needs the esxi-tweet VIB in the host's image profile (README, ESXi 8 and 9); not announcing this boot"
+        exit 0
     fi
     # The credentials now live only in the private directory.
     rm -f "$SELF"

@@ -124,6 +124,17 @@ fn unknown_placeholder(message: &str) -> Option<String> {
 /// Builds the bundle (`.tgz` bytes) from the config at `config_path` and the agent `binary`.
 pub fn build(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
     check_binary(binary)?;
+    build_with(config_path, binary)
+}
+
+/// Builds a bundle without the agent, for hosts whose image profile has the esxi-tweet VIB
+/// (ESXi 8 and 9): it runs `/opt/esxi-tweet/bin/esxi-tweet`, and logs one line if that is
+/// missing.
+pub fn build_config_only(config_path: &Path) -> Result<Vec<u8>, Error> {
+    build_with(config_path, &[])
+}
+
+fn build_with(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
     let file = config::load_file(config_path, true)?.unwrap_or_default();
     // A host has no environment of ours: everything must be in the file.
     let credentials = config::resolve_credentials(&|_| None, Some(&file), Some(config_path))?;
@@ -248,7 +259,7 @@ fn proxy_port(proxy: &str) -> Option<String> {
 
 /// Refuses a binary that cannot run on every ESXi host: it must be an x86-64 ELF executable
 /// (type EXEC, not PIE) with no program interpreter, i.e. static.
-fn check_binary(binary: &[u8]) -> Result<(), Error> {
+pub fn check_binary(binary: &[u8]) -> Result<(), Error> {
     let refuse = |why: &str| {
         Err(Error::Usage(format!(
             "--binary is {why}: ESXi needs the static x86-64 build from `make` (dist/esxi-tweet)"

@@ -27,7 +27,11 @@ Exit codes:
   78  configuration: missing credentials, unreadable or unsafe file
 
 Credentials come from TWITTER_CONSUMER_KEY, TWITTER_CONSUMER_SECRET, TWITTER_ACCESS_TOKEN and
-TWITTER_ACCESS_TOKEN_SECRET, or from the config file (chmod 600); never from flags.";
+TWITTER_ACCESS_TOKEN_SECRET, or from the config file (chmod 600); never from flags.
+
+ESXi 8 and 9 run only binaries from installed VIBs (execInstalledOnly): install the
+esxi-tweet VIB (`make vib` builds it and an offline depot for Image Builder; see the README,
+\"ESXi 8 and 9\"), which puts this program at /opt/esxi-tweet/bin/esxi-tweet.";
 
 /// Post a status update to X from a host, signed with OAuth 1.0a.
 #[derive(Debug, Parser)]

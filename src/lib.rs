@@ -10,6 +10,7 @@
 //! - [`transport`]: HTTPS with embedded roots, `--ca-file`, proxy and timeouts.
 //! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
 //! - [`bundle`]: the Auto Deploy script bundle that announces a host's boot.
+//! - [`vib`], [`depot`]: the agent as a community VIB and an offline depot (ESXi 8 and 9).
 //! - [`cli`]: the command line.
 //! - [`error`]: the error type and the documented exit codes.
 
@@ -21,10 +22,12 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod depot;
 pub mod error;
 pub mod oauth;
 pub mod post;
 pub mod transport;
+pub mod vib;
 pub mod weighted_length;
 
 pub use credentials::{Credentials, Secret};

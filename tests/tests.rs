@@ -9,3 +9,4 @@ mod cli_post;
 mod cli_sign_and_config;
 mod esxi_compat;
 mod signer_property;
+mod vib;

@@ -13,8 +13,12 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
     /// The static esxi-tweet binary to ship
-    #[arg(long, value_name = "PATH")]
-    binary: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "vib")]
+    binary: Option<PathBuf>,
+    /// No binary in the bundle: hosts get the agent from the esxi-tweet VIB in their image
+    /// profile (ESXi 8 and 9, execInstalledOnly)
+    #[arg(long, conflicts_with = "binary")]
+    vib: bool,
     /// Where to write the bundle
     #[arg(
         long,
@@ -52,16 +56,17 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    let result = std::fs::read(&args.binary)
-        .map_err(|e| {
-            esxi_tweet::Error::Usage(format!("cannot read {}: {e}", args.binary.display()))
+    let result = match &args.binary {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| esxi_tweet::Error::Usage(format!("cannot read {}: {e}", path.display())))
+            .and_then(|binary| esxi_tweet::bundle::build(&args.config, &binary)),
+        None => esxi_tweet::bundle::build_config_only(&args.config),
+    }
+    .and_then(|tgz| {
+        write_private(&args.output, &tgz).map_err(|e| {
+            esxi_tweet::Error::Internal(format!("cannot write {}: {e}", args.output.display()))
         })
-        .and_then(|binary| esxi_tweet::bundle::build(&args.config, &binary))
-        .and_then(|tgz| {
-            write_private(&args.output, &tgz).map_err(|e| {
-                esxi_tweet::Error::Internal(format!("cannot write {}: {e}", args.output.display()))
-            })
-        });
+    });
     match result {
         Ok(()) => {
             println!("wrote {}", args.output.display());
