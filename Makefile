@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build bundle vib test lint clean bench demo bench-tools soak
+.PHONY: all build build-deps test-deps msrv bundle vib test lint clean bench demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build vib $(if $(CONFIG),bundle)
@@ -11,19 +11,33 @@ ifndef CONFIG
 	@echo "To build the Auto Deploy script bundle: make bundle CONFIG=path/to/config.toml (see bundle/config.example.toml)"
 endif
 
-build: dist/esxi-tweet dist/autodeploy-cache
+build: build-deps dist/esxi-tweet dist/autodeploy-cache
+
+# Debian packages the build and the tests need beyond rustup (rust-toolchain.toml brings the
+# toolchain, clippy, rustfmt and the musl target): said in one line instead of a compiler error.
+build-deps:
+	@command -v musl-gcc >/dev/null || { echo "make: the static build needs musl-gcc: apt-get install musl-tools (bash .ci/run installs everything)"; exit 1; }
+test-deps:
+	@missing=""; for c in busybox ss prlimit ar; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then echo "make test: missing$$missing: apt-get install busybox-static iproute2 util-linux binutils (bash .ci/run installs everything)"; exit 1; fi
+
+# The oldest Rust the code builds with (rust-version in Cargo.toml).
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+msrv:
+	rustup toolchain install $(MSRV) --profile minimal
+	$(CARGO) +$(MSRV) check --locked --workspace --lib --bins
 
 # Always ask cargo: it knows whether sources changed.
 dist/esxi-tweet: FORCE
 	$(CARGO) build --release --locked --target $(MUSL) -p esxi-tweet
 	@mkdir -p dist
-	$(foreach b,esxi-tweet esxi-tweet-bundle esxi-tweet-vib,$(call install_bin,$(b)))
+	$(foreach b,esxi-tweet esxi-tweet-bundle esxi-tweet-vib,$(call install_bin,$(b),release))
 	@echo "built dist/esxi-tweet ($$(stat -c %s dist/esxi-tweet) bytes)"
 
 dist/autodeploy-cache: FORCE
-	$(CARGO) build --release --locked --target $(MUSL) -p autodeploy-cache
+	$(CARGO) build --profile proxy --locked --target $(MUSL) -p autodeploy-cache
 	@mkdir -p dist
-	$(call install_bin,autodeploy-cache)
+	$(call install_bin,autodeploy-cache,proxy)
 	@echo "built dist/autodeploy-cache ($$(stat -c %s dist/autodeploy-cache) bytes)"
 
 FORCE:
@@ -31,7 +45,7 @@ FORCE:
 # Copy, then rename over the old file: a running binary (a proxy started from dist/) does not
 # stop a rebuild with "Text file busy", and nobody runs a half-copied file.
 define install_bin
-cp target/$(MUSL)/release/$(1) dist/.$(1).tmp && mv -f dist/.$(1).tmp dist/$(1)
+cp target/$(MUSL)/$(2)/$(1) dist/.$(1).tmp && mv -f dist/.$(1).tmp dist/$(1)
 
 endef
 
@@ -47,7 +61,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 vib: dist/esxi-tweet
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) dist/esxi-tweet-vib --binary dist/esxi-tweet --out-dir dist
 
-test: build vib lint
+test: test-deps build vib lint
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
 
 # Benchmarks: timing targets live here, never in `make test`.

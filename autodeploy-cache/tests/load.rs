@@ -45,7 +45,7 @@ async fn run_phase(
                 n = n
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let seed = if n % 10 == 0 {
+                let seed = if n.is_multiple_of(10) {
                     1000 + (n >> 20) % 1_000_000
                 } else {
                     (n >> 33) % 20
