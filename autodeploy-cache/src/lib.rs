@@ -7,6 +7,7 @@
 //! - [`server`]: the accept loop and graceful shutdown ([`run`]).
 //! - [`send_watch`]: the send timeout and the budget of clients that stopped reading.
 //! - [`admission`]: what a request must be before anything acts on it; the upstream URI.
+//! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`fill`]: one upstream fetch per key, read while it is written.
 //! - [`frames`]: pooled read buffers for response frames.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod fill;
 pub mod frames;
 pub mod headers;
+pub mod policy;
 pub mod proxy;
 pub mod range;
 pub mod send_watch;

@@ -1,0 +1,613 @@
+//! HTTP caching rules (RFC 9111, with RFC 5861's `stale-if-error`) as pure functions of the
+//! request, the response and `now`: what may be stored, for how long it is fresh, its age,
+//! whether it may be served stale, whether a stored variant matches a request, and what an
+//! unsafe request invalidates. No I/O and no clock: the callers pass the time, so every rule
+//! has a unit test without a server or a sleep.
+//!
+//! Where the RFC leaves a choice to the cache, this one takes the conservative side for a
+//! shared cache in front of Auto Deploy: responses with `Set-Cookie` are not stored (one
+//! host's cookie is nobody else's), and only one variant per URL is kept (RFC 9111 4.1 allows
+//! that): a request whose `Vary` headers differ is a miss that replaces it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, StatusCode};
+
+/// The `Cache-Control` directives a shared cache acts on. Names are matched without regard
+/// to case (RFC 9111 5.2); a directive that appears twice keeps its first value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directives {
+    /// `no-store`.
+    pub no_store: bool,
+    /// `no-cache` (unqualified, or with field names: both mean revalidate before each use).
+    pub no_cache: bool,
+    /// `private`.
+    pub private: bool,
+    /// `public`.
+    pub public: bool,
+    /// `must-revalidate`.
+    pub must_revalidate: bool,
+    /// `proxy-revalidate`.
+    pub proxy_revalidate: bool,
+    /// `max-age`.
+    pub max_age: Option<u64>,
+    /// `s-maxage`.
+    pub s_maxage: Option<u64>,
+    /// `stale-if-error` (RFC 5861).
+    pub stale_if_error: Option<u64>,
+}
+
+impl Directives {
+    /// The directives of every `Cache-Control` line of `headers`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut d = Self::default();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(value) = value.to_str() else { continue };
+            for part in split_list(value) {
+                let (name, arg) = match part.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                    None => (part.trim(), None),
+                };
+                let seconds = || arg.and_then(delta_seconds);
+                match name.to_ascii_lowercase().as_str() {
+                    "no-store" => d.no_store = true,
+                    "no-cache" => d.no_cache = true,
+                    "private" => d.private = true,
+                    "public" => d.public = true,
+                    "must-revalidate" => d.must_revalidate = true,
+                    "proxy-revalidate" => d.proxy_revalidate = true,
+                    "max-age" => d.max_age = d.max_age.or_else(seconds),
+                    "s-maxage" => d.s_maxage = d.s_maxage.or_else(seconds),
+                    "stale-if-error" => d.stale_if_error = d.stale_if_error.or_else(seconds),
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+}
+
+/// Splits a list on commas outside quoted strings.
+fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+/// `delta-seconds` (RFC 9111 1.2.2): digits only; too large a value is the largest we keep.
+fn delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::from(u32::MAX)))
+}
+
+/// Statuses a cache may store with heuristic freshness (RFC 9110 15.1).
+fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Whether `response` to `request` may be stored by a shared cache (RFC 9111 3, 3.5).
+pub fn storable(
+    method: &Method,
+    request: &HeaderMap,
+    status: StatusCode,
+    response: &HeaderMap,
+) -> bool {
+    if *method != Method::GET {
+        return false;
+    }
+    let req = Directives::of(request);
+    let res = Directives::of(response);
+    if req.no_store || res.no_store || res.private {
+        return false;
+    }
+    // Final, understood statuses only; partial content is never stored whole.
+    if status.is_informational()
+        || status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::PARTIAL_CONTENT
+        || !(200..600).contains(&status.as_u16())
+    {
+        return false;
+    }
+    if response.contains_key(header::SET_COOKIE) || vary_names(response).is_none() {
+        return false;
+    }
+    // 3.5: a response to an authenticated request is shared only when it says it may be.
+    if request.contains_key(header::AUTHORIZATION)
+        && !(res.public || res.s_maxage.is_some() || res.must_revalidate)
+    {
+        return false;
+    }
+    let explicit = res.max_age.is_some()
+        || res.s_maxage.is_some()
+        || response.contains_key(header::EXPIRES)
+        || res.public;
+    explicit || heuristically_cacheable(status)
+}
+
+/// When and how the response arrived, as stored with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Unix seconds when the request was sent.
+    pub request_time: u64,
+    /// Unix seconds when the response arrived.
+    pub response_time: u64,
+}
+
+/// How long `response` is fresh (RFC 9111 4.2.1): `s-maxage`, `max-age`, `Expires` - `Date`,
+/// or, for heuristically cacheable statuses without any of them, `default` for 200 (nginx's
+/// `proxy_cache_valid`, our `--valid`) and 10% of the time since `Last-Modified` for the
+/// others. An `Expires` that does not parse is in the past (5.3).
+pub fn freshness_lifetime(status: StatusCode, response: &HeaderMap, default: Duration) -> Duration {
+    let d = Directives::of(response);
+    if let Some(s) = d.s_maxage.or(d.max_age) {
+        return Duration::from_secs(s);
+    }
+    if let Some(expires) = response.get(header::EXPIRES) {
+        let expires = expires
+            .to_str()
+            .ok()
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        let date = date_of(response);
+        return match (expires, date) {
+            (Some(e), Some(d)) => e.duration_since(d).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+    }
+    if !heuristically_cacheable(status) && !d.public {
+        return Duration::ZERO;
+    }
+    if status == StatusCode::OK {
+        return default;
+    }
+    let last_modified = response
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match (last_modified, date_of(response)) {
+        (Some(lm), Some(date)) => date.duration_since(lm).unwrap_or_default() / 10,
+        _ => Duration::ZERO,
+    }
+}
+
+fn date_of(response: &HeaderMap) -> Option<SystemTime> {
+    response
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+/// The `Age` header's value: the first member of a list that is `delta-seconds`; anything
+/// else is no age at all.
+pub fn age_header(response: &HeaderMap) -> Option<u64> {
+    let value = response.get(header::AGE)?.to_str().ok()?;
+    delta_seconds(value.split(',').next()?.trim())
+}
+
+/// The response's current age at `now` (RFC 9111 4.2.3).
+pub fn current_age(response: &HeaderMap, received: Received, now: u64) -> u64 {
+    let date = date_of(response).map(unix);
+    let apparent_age = date.map_or(0, |d| received.response_time.saturating_sub(d));
+    let response_delay = received.response_time.saturating_sub(received.request_time);
+    let corrected_age_value = age_header(response)
+        .unwrap_or(0)
+        .saturating_add(response_delay);
+    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    let resident_time = now.saturating_sub(received.response_time);
+    corrected_initial_age.saturating_add(resident_time)
+}
+
+/// Unix seconds at which a response received at `received` stops being fresh.
+pub fn expires_at(
+    status: StatusCode,
+    response: &HeaderMap,
+    received: Received,
+    default: Duration,
+) -> u64 {
+    let lifetime = freshness_lifetime(status, response, default).as_secs();
+    let age_at_arrival = current_age(response, received, received.response_time);
+    received
+        .response_time
+        .saturating_add(lifetime)
+        .saturating_sub(age_at_arrival)
+}
+
+/// Whether a stored response must be validated before every use (`no-cache`).
+pub fn must_validate_each_time(response: &HeaderMap) -> bool {
+    Directives::of(response).no_cache
+}
+
+/// Whether a stored response that expired at `expired_at` may be served when the upstream
+/// fails at `now` (RFC 9111 4.2.4 and 5.2.2; RFC 5861 4). `must-revalidate`,
+/// `proxy-revalidate`, `s-maxage` (which implies it for shared caches) and `no-cache` forbid
+/// it; the response's `stale-if-error` bounds it, else `limit` (`--stale-if-error`, `None`
+/// for no bound).
+pub fn may_serve_stale_on_error(
+    response: &HeaderMap,
+    expired_at: u64,
+    now: u64,
+    limit: Option<Duration>,
+) -> bool {
+    let d = Directives::of(response);
+    if d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache {
+        return false;
+    }
+    let stale_for = now.saturating_sub(expired_at);
+    match d.stale_if_error.map(Duration::from_secs).or(limit) {
+        Some(bound) => stale_for <= bound.as_secs(),
+        None => true,
+    }
+}
+
+/// The request header names a response varies on, lower case; `None` for `Vary: *` (which
+/// no request matches, so it is not stored).
+pub fn vary_names(response: &HeaderMap) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for value in response.get_all(header::VARY) {
+        let value = value.to_str().ok()?;
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            let name = name.to_ascii_lowercase();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    Some(names)
+}
+
+/// The request's values of `names`, as stored with a variant: every line of a header joined
+/// with `, `, white space around commas removed (RFC 9111 4.1 allows this normalization).
+pub fn vary_values(request: &HeaderMap, names: &[String]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|name| {
+            let value = HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .map(|n| {
+                    request
+                        .get_all(n)
+                        .iter()
+                        .map(|v| {
+                            String::from_utf8_lossy(v.as_bytes())
+                                .split(',')
+                                .map(str::trim)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Whether a variant stored with `stored` values (for its `Vary` names) serves `request`.
+pub fn variant_matches(stored: &[(String, String)], request: &HeaderMap) -> bool {
+    let names: Vec<String> = stored.iter().map(|(n, _)| n.clone()).collect();
+    vary_values(request, &names) == stored
+}
+
+/// Whether a response to `method` invalidates the stored response for the same URL (RFC 9111
+/// 4.4): an unsafe method answered with a success or a redirect.
+pub fn invalidates(method: &Method, status: StatusCode) -> bool {
+    let unsafe_method = !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    unsafe_method && (status.is_success() || status.is_redirection())
+}
+
+/// The stored headers updated with a 304's (RFC 9111 4.3.4): every header the 304 carries
+/// replaces the stored ones of that name, except the framing headers of the stored body.
+pub fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut out = stored.clone();
+    let keep = [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_RANGE,
+    ];
+    for name in not_modified.keys() {
+        if keep.contains(name) {
+            continue;
+        }
+        out.remove(name);
+        for value in not_modified.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Unix seconds of `t`.
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        m
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+    const T0: u64 = 1_790_000_000;
+
+    fn date(unix: u64) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix))
+    }
+
+    #[test]
+    fn directive_names_are_case_insensitive_and_first_value_wins() {
+        let d = Directives::of(&h(&[
+            ("cache-control", "No-Cache, MAX-AGE=60, max-age=5"),
+            ("cache-control", "S-MaxAge=\"30\", Must-Revalidate"),
+        ]));
+        assert!(d.no_cache && d.must_revalidate);
+        assert_eq!((d.max_age, d.s_maxage), (Some(60), Some(30)));
+        let d = Directives::of(&h(&[(
+            "cache-control",
+            "max-age=-1, max-age=1.5, private=\"a,b\"",
+        )]));
+        assert_eq!(d.max_age, None, "not delta-seconds");
+        assert!(d.private);
+    }
+
+    #[test]
+    fn storability_follows_section_3() {
+        let get = Method::GET;
+        let none = HeaderMap::new();
+        let ok = StatusCode::OK;
+        assert!(storable(&get, &none, ok, &none));
+        assert!(!storable(&Method::POST, &none, ok, &none));
+        assert!(!storable(
+            &get,
+            &none,
+            ok,
+            &h(&[("cache-control", "No-Store")])
+        ));
+        assert!(!storable(
+            &get,
+            &h(&[("cache-control", "no-store")]),
+            ok,
+            &none
+        ));
+        assert!(!storable(
+            &get,
+            &none,
+            ok,
+            &h(&[("cache-control", "private")])
+        ));
+        assert!(!storable(&get, &none, ok, &h(&[("set-cookie", "a=b")])));
+        assert!(!storable(&get, &none, ok, &h(&[("vary", "Accept, *")])));
+        assert!(storable(
+            &get,
+            &none,
+            ok,
+            &h(&[("vary", "Accept-Encoding")])
+        ));
+        // Heuristically cacheable statuses, and others only with explicit freshness.
+        for code in [203, 204, 300, 301, 308, 404, 405, 410, 414, 501] {
+            assert!(
+                storable(&get, &none, StatusCode::from_u16(code).unwrap(), &none),
+                "{code}"
+            );
+        }
+        for code in [302, 307, 400, 403, 500, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(!storable(&get, &none, status, &none), "{code}");
+            assert!(
+                storable(&get, &none, status, &h(&[("cache-control", "max-age=60")])),
+                "{code}"
+            );
+        }
+        assert!(!storable(&get, &none, StatusCode::PARTIAL_CONTENT, &none));
+        assert!(!storable(&get, &none, StatusCode::NOT_MODIFIED, &none));
+    }
+
+    #[test]
+    fn authorized_responses_are_shared_only_when_they_say_so() {
+        let auth = h(&[("authorization", "Basic eA==")]);
+        let ok = StatusCode::OK;
+        assert!(!storable(
+            &Method::GET,
+            &auth,
+            ok,
+            &h(&[("cache-control", "max-age=60")])
+        ));
+        for cc in ["public", "s-maxage=60", "must-revalidate, max-age=60"] {
+            assert!(
+                storable(&Method::GET, &auth, ok, &h(&[("cache-control", cc)])),
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn freshness_from_s_maxage_max_age_expires_or_heuristics() {
+        let ok = StatusCode::OK;
+        let f = |pairs: &[(&str, &str)]| freshness_lifetime(ok, &h(pairs), DAY).as_secs();
+        assert_eq!(f(&[("cache-control", "max-age=60, s-maxage=30")]), 30);
+        assert_eq!(f(&[("cache-control", "max-age=60")]), 60);
+        assert_eq!(f(&[("date", &date(T0)), ("expires", &date(T0 + 90))]), 90);
+        // RFC 850 and asctime dates are accepted (RFC 9110 5.6.7).
+        assert_eq!(
+            f(&[
+                ("date", "Sunday, 06-Nov-94 08:49:37 GMT"),
+                ("expires", "Sun Nov  6 08:50:37 1994")
+            ]),
+            60
+        );
+        assert_eq!(
+            f(&[("date", &date(T0)), ("expires", "0")]),
+            0,
+            "invalid is past"
+        );
+        assert_eq!(f(&[("date", &date(T0)), ("expires", "soon")]), 0);
+        assert_eq!(f(&[]), 86_400, "--valid for a plain 200");
+        let lm = [("date", date(T0)), ("last-modified", date(T0 - 1000))];
+        let lm: Vec<(&str, &str)> = lm.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            freshness_lifetime(StatusCode::NOT_FOUND, &h(&lm), DAY).as_secs(),
+            100
+        );
+        assert_eq!(
+            freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), DAY).as_secs(),
+            0
+        );
+    }
+
+    #[test]
+    fn age_is_computed_as_section_4_2_3_says() {
+        assert_eq!(age_header(&h(&[("age", "7200, 0")])), Some(7200));
+        assert_eq!(age_header(&h(&[("age", "1.5")])), None);
+        assert_eq!(age_header(&h(&[("age", "-3")])), None);
+        let received = Received {
+            request_time: T0,
+            response_time: T0 + 2,
+        };
+        let response = h(&[("date", &date(T0 - 10)), ("age", "30")]);
+        // max(apparent 12, 30 + delay 2) + 100 resident.
+        assert_eq!(current_age(&response, received, T0 + 102), 132);
+        assert_eq!(
+            expires_at(
+                StatusCode::OK,
+                &h(&[("cache-control", "max-age=100"), ("age", "30")]),
+                received,
+                DAY
+            ),
+            T0 + 2 + 100 - 32
+        );
+        assert!(
+            expires_at(
+                StatusCode::OK,
+                &h(&[("cache-control", "max-age=10"), ("age", "7200")]),
+                received,
+                DAY
+            ) < T0,
+            "already stale when it arrived"
+        );
+    }
+
+    #[test]
+    fn stale_service_on_error_only_where_the_response_allows_it() {
+        let allows = |cc: &str, stale_for: u64, limit: Option<Duration>| {
+            may_serve_stale_on_error(&h(&[("cache-control", cc)]), T0, T0 + stale_for, limit)
+        };
+        assert!(allows("max-age=60", 86_400 * 30, None));
+        for forbidding in [
+            "must-revalidate",
+            "proxy-revalidate",
+            "s-maxage=60",
+            "no-cache",
+            "No-Cache",
+        ] {
+            assert!(!allows(forbidding, 1, None), "{forbidding}");
+        }
+        assert!(allows("max-age=60", 50, Some(Duration::from_secs(60))));
+        assert!(!allows("max-age=60", 70, Some(Duration::from_secs(60))));
+        // The response's stale-if-error wins over the configured bound.
+        assert!(allows(
+            "max-age=60, stale-if-error=3600",
+            1000,
+            Some(Duration::from_secs(60))
+        ));
+        assert!(!allows("max-age=60, stale-if-error=10", 20, None));
+    }
+
+    #[test]
+    fn variants_match_on_the_headers_they_vary_on() {
+        let response = h(&[
+            ("vary", "Accept-Encoding"),
+            ("vary", "accept-language, Accept-Encoding"),
+        ]);
+        let names = vary_names(&response).unwrap();
+        assert_eq!(names, ["accept-encoding", "accept-language"]);
+        let gzip = h(&[("accept-encoding", "gzip,  br"), ("accept-language", "en")]);
+        let stored = vary_values(&gzip, &names);
+        assert!(variant_matches(
+            &stored,
+            &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")])
+        ));
+        assert!(!variant_matches(&stored, &h(&[("accept-language", "en")])));
+        assert!(!variant_matches(
+            &stored,
+            &h(&[("accept-encoding", "identity"), ("accept-language", "en")])
+        ));
+        assert!(
+            variant_matches(&[], &gzip),
+            "no Vary: every request matches"
+        );
+        assert_eq!(vary_names(&h(&[("vary", "*")])), None);
+    }
+
+    #[test]
+    fn unsafe_successes_invalidate() {
+        for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert!(invalidates(&m, StatusCode::OK));
+            assert!(invalidates(&m, StatusCode::SEE_OTHER));
+            assert!(!invalidates(&m, StatusCode::NOT_FOUND));
+            assert!(!invalidates(&m, StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        assert!(!invalidates(&Method::GET, StatusCode::OK));
+        assert!(!invalidates(&Method::OPTIONS, StatusCode::OK));
+    }
+
+    #[test]
+    fn a_304_updates_the_stored_headers() {
+        let stored = h(&[
+            ("etag", "\"a\""),
+            ("cache-control", "max-age=1"),
+            ("x-old", "1"),
+            ("content-length", "5"),
+        ]);
+        let fresh = h(&[
+            ("cache-control", "max-age=600"),
+            ("x-new", "2"),
+            ("content-length", "0"),
+        ]);
+        let out = updated_headers(&stored, &fresh);
+        assert_eq!(out["cache-control"], "max-age=600");
+        assert_eq!(out["x-new"], "2");
+        assert_eq!(out["x-old"], "1");
+        assert_eq!(out["etag"], "\"a\"");
+        assert_eq!(
+            out["content-length"], "5",
+            "the stored body's framing stays"
+        );
+    }
+}
