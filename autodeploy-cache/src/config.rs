@@ -45,6 +45,10 @@ pub struct Args {
     /// Send the client's Host upstream (as the nginx config does); Host joins the cache key
     #[arg(long, env = "AUTODEPLOY_CACHE_FORWARD_HOST")]
     pub forward_host: bool,
+    /// Serve an expired entry for at most this long past its expiry when the upstream fails
+    /// (a response's own stale-if-error wins) [default: no bound]
+    #[arg(long, env = "AUTODEPLOY_CACHE_STALE_IF_ERROR", value_name = "DURATION")]
+    pub stale_if_error: Option<String>,
     /// Drop a client that accepts no response bytes for this long, e.g. 60s
     #[arg(long, env = "AUTODEPLOY_CACHE_SEND_TIMEOUT", default_value = "60s")]
     pub send_timeout: String,
@@ -102,6 +106,9 @@ pub struct Config {
     pub stall_after: Duration,
     /// Largest pass-through request body.
     pub max_body_size: u64,
+    /// How long past its expiry an entry may be served when the upstream fails (`None`:
+    /// no bound); `must-revalidate` and friends forbid it regardless.
+    pub stale_if_error: Option<Duration>,
     /// A pass-through request body must arrive whole within this time.
     pub client_body_timeout: Duration,
     /// Most fills (distinct objects being fetched into the cache) at once; further misses
@@ -159,6 +166,11 @@ impl Config {
             shutdown_grace: parse_duration("--shutdown-grace", &args.shutdown_grace)?,
             send_timeout: parse_duration("--send-timeout", &args.send_timeout)?,
             max_body_size: parse_size("--max-body-size", &args.max_body_size)?,
+            stale_if_error: args
+                .stale_if_error
+                .as_deref()
+                .map(|v| parse_duration("--stale-if-error", v))
+                .transpose()?,
             client_body_timeout: Duration::from_secs(30),
             stall_after: Duration::from_secs(2),
             max_stalled_connections: 1024,

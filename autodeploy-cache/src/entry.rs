@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! ADCACHE1 <header length, 10 digits> <body length, 20 digits> <expires at, 20 digits>\n
-//! {"key": ..., "status": 200, "headers": [[name, value], ...], "stored_at": ...}\n
+//! {"key": ..., "status": 200, "headers": [[name, value], ...], "stored_at": ...,
+//!  "request_time": ..., "vary": [[name, value], ...]}\n
 //! <body>
 //! ```
 //!
@@ -25,19 +26,51 @@ const MAGIC: &str = "ADCACHE1";
 const MAX_HEADER_LEN: u64 = 1 << 20;
 
 /// What is stored about a response besides its body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     /// The full cache key; compared on read.
     pub key: String,
-    /// HTTP status (always 200 today).
+    /// HTTP status.
     pub status: u16,
     /// End-to-end response headers, in order.
     pub headers: Vec<(String, String)>,
     /// Unix seconds when the response was received.
     pub stored_at: u64,
+    /// Unix seconds when its request was sent (0 in entries of older versions: `stored_at`).
+    #[serde(default)]
+    pub request_time: u64,
+    /// The request's values of the headers the response varies on, lower-case names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vary: Vec<(String, String)>,
 }
 
 impl EntryMeta {
+    /// When the request went out and the response came back, for its age.
+    pub fn received(&self) -> crate::policy::Received {
+        crate::policy::Received {
+            request_time: if self.request_time == 0 {
+                self.stored_at
+            } else {
+                self.request_time
+            },
+            response_time: self.stored_at,
+        }
+    }
+
+    /// The stored headers as a map; a header that no longer parses is left out.
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -136,6 +169,7 @@ mod tests {
             status: 200,
             headers: vec![("content-type".into(), "application/octet-stream".into())],
             stored_at: 1_700_000_000,
+            ..Default::default()
         }
     }
 
@@ -193,7 +227,7 @@ mod fuzz {
 
         #[test]
         fn mutated_preludes_never_panic(at in 0usize..62, byte in any::<u8>(), body in any::<u64>()) {
-            let meta = EntryMeta { key: "k".into(), status: 200, headers: vec![], stored_at: 0 };
+            let meta = EntryMeta { key: "k".into(), status: 200, ..Default::default() };
             let mut header = encode_header(&meta, 7);
             let field = number_field(body % 10u64.pow(19));
             header[BODY_LEN_OFFSET as usize..BODY_LEN_OFFSET as usize + 20].copy_from_slice(field.as_bytes());
@@ -209,7 +243,7 @@ mod fuzz {
             body_len in 0u64..(1 << 50),
             expires in 0u64..(1 << 50),
         ) {
-            let meta = EntryMeta { key, status, headers, stored_at: 1 };
+            let meta = EntryMeta { key, status, headers, stored_at: 1, ..Default::default() };
             let mut header = encode_header(&meta, expires);
             header[BODY_LEN_OFFSET as usize..BODY_LEN_OFFSET as usize + 20]
                 .copy_from_slice(number_field(body_len).as_bytes());

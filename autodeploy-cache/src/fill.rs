@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -30,6 +30,7 @@ use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
 use crate::frames;
 use crate::headers;
+use crate::policy::{self, Received, unix};
 use crate::store::{Entry, Reservation, Store};
 use crate::upstream::{BoxError, ProxyBody, Upstream};
 
@@ -89,6 +90,11 @@ pub struct FillHead {
     pub file: Arc<File>,
     /// Where the body starts in the file.
     pub body_offset: u64,
+    /// The fill request's values of the headers the response varies on: a reader whose
+    /// request differs must not be given this body.
+    pub vary: Vec<(String, String)>,
+    /// Unix seconds at which the response stops being fresh.
+    pub expires_at: u64,
 }
 
 /// How a fill ended.
@@ -272,6 +278,7 @@ async fn fetch(
         }
     };
     let mut cleanup = TempFile(Some(temp_path.clone()));
+    let request_time = unix(SystemTime::now());
     let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
     {
         Err(_) => return failed("upstream did not answer in time".into(), true, true),
@@ -284,29 +291,46 @@ async fn fetch(
         }
         Ok(Ok(response)) => response,
     };
-    let now = SystemTime::now();
+    let received = Received {
+        request_time,
+        response_time: unix(SystemTime::now()),
+    };
     if response.status() == StatusCode::NOT_MODIFIED
         && let Some(entry) = &stale
     {
-        // The stored headers, updated by the 304's (RFC 9111 4.3.4), decide the new freshness.
-        let mut merged = http::Response::new(());
-        for (name, value) in &entry.meta.headers {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(name.as_bytes()),
-                http::HeaderValue::from_str(value),
-            ) {
-                merged.headers_mut().append(n, v);
-            }
+        // The stored headers, updated by the 304's (RFC 9111 4.3.4), are stored and decide
+        // the new freshness.
+        let merged = policy::updated_headers(&entry.meta.header_map(), response.headers());
+        let status = StatusCode::from_u16(entry.meta.status).unwrap_or(StatusCode::OK);
+        let mut meta = (*entry.meta).clone();
+        meta.headers = header_pairs(&merged);
+        meta.stored_at = received.response_time;
+        meta.request_time = received.request_time;
+        let expires_at = expiry(status, &merged, received, ctx.valid);
+        let store = ctx.store.clone();
+        let (key, entry) = (fill.key.clone(), entry.clone());
+        let rewritten =
+            tokio::task::spawn_blocking(move || store.rewrite(&key, &entry, &meta, expires_at))
+                .await;
+        if !matches!(rewritten, Ok(Ok(()))) {
+            // The headers stay as they were; the new expiry still counts.
+            ctx.store.set_expiry(&fill.key, expires_at);
         }
-        for (name, value) in response.headers() {
-            merged.headers_mut().insert(name.clone(), value.clone());
-        }
-        let expires_at = unix(now) + freshness(policy_request, &merged, now, ctx.valid).as_secs();
-        ctx.store.set_expiry(&fill.key, expires_at);
         return FillEnd::NotModified;
     }
-    let storable = is_storable(policy_request, &response, now);
-    let expires_at = unix(now) + freshness(policy_request, &response, now, ctx.valid).as_secs();
+    // Only what can be used again is kept: a 200 (fresh for --valid at least), or another
+    // status with some freshness (explicit, or heuristic from Last-Modified).
+    let storable = policy::storable(
+        policy_request.method(),
+        policy_request.headers(),
+        response.status(),
+        response.headers(),
+    ) && (response.status() == StatusCode::OK
+        || !policy::freshness_lifetime(response.status(), response.headers(), ctx.valid).is_zero());
+    let expires_at = expiry(response.status(), response.headers(), received, ctx.valid);
+    let vary = policy::vary_names(response.headers())
+        .map(|names| policy::vary_values(policy_request.headers(), &names))
+        .unwrap_or_default();
     let (parts, mut body) = response.into_parts();
     let content_length = headers::content_length(&parts.headers);
     let end_to_end = headers::end_to_end(&parts.headers);
@@ -330,17 +354,10 @@ async fn fetch(
     let meta = EntryMeta {
         key: fill.key.as_str().to_string(),
         status: parts.status.as_u16(),
-        headers: end_to_end
-            .iter()
-            .filter(|(n, _)| *n != http::header::CONTENT_LENGTH)
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        stored_at: unix(now),
+        headers: header_pairs(&end_to_end),
+        stored_at: received.response_time,
+        request_time: received.request_time,
+        vary: vary.clone(),
     };
     let header = entry::encode_header(&meta, expires_at);
     let body_offset = header.len() as u64;
@@ -356,6 +373,8 @@ async fn fetch(
             content_length,
             file: file.clone(),
             body_offset,
+            vary,
+            expires_at,
         }))
     });
 
@@ -444,73 +463,28 @@ impl Drop for TempFile {
     }
 }
 
-/// 200 responses to GET whose headers allow a shared cache (RFC 9111 via
-/// http-cache-semantics), without `Set-Cookie` or `Vary: *`.
-fn is_storable<B>(request: &Request<()>, response: &http::Response<B>, now: SystemTime) -> bool {
-    if response.status() != StatusCode::OK
-        || response.headers().contains_key(http::header::SET_COOKIE)
-    {
-        return false;
+/// When a response stops being fresh; a `no-cache` response is stored stale, so that every
+/// use is validated first.
+fn expiry(status: StatusCode, headers: &HeaderMap, received: Received, valid: Duration) -> u64 {
+    if policy::must_validate_each_time(headers) {
+        return 0;
     }
-    if response
-        .headers()
-        .get_all(http::header::VARY)
+    policy::expires_at(status, headers, received, valid)
+}
+
+/// Headers as stored: every end-to-end header but `Content-Length` (the entry knows its body
+/// length).
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
-        .any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|f| f.trim() == "*"))
+        .filter(|(n, _)| *n != http::header::CONTENT_LENGTH)
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
         })
-    {
-        return false;
-    }
-    policy(request, response, now).is_storable()
-}
-
-/// How long a response stays fresh: its own `Cache-Control`/`Expires` when it has them (per
-/// http-cache-semantics), else `--valid` (nginx's `proxy_cache_valid 200`).
-fn freshness<B>(
-    request: &Request<()>,
-    response: &http::Response<B>,
-    now: SystemTime,
-    valid: Duration,
-) -> Duration {
-    let explicit = response.headers().contains_key(http::header::CACHE_CONTROL)
-        || response.headers().contains_key(http::header::EXPIRES);
-    if explicit {
-        policy(request, response, now).time_to_live(now)
-    } else {
-        valid
-    }
-}
-
-fn policy<B>(
-    request: &Request<()>,
-    response: &http::Response<B>,
-    now: SystemTime,
-) -> http_cache_semantics::CachePolicy {
-    let head = http::Response::builder()
-        .status(response.status())
-        .body(())
-        .map(|mut r| {
-            *r.headers_mut() = response.headers().clone();
-            r
-        })
-        .expect("a status and headers make a response");
-    http_cache_semantics::CachePolicy::new_options(
-        request,
-        &head,
-        now,
-        http_cache_semantics::CacheOptions {
-            shared: true,
-            ..Default::default()
-        },
-    )
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .collect()
 }
 
 /// An error and its sources on one line.

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::fill::{self, FillContext, FillEnd, FillHead, Fills, Progress, Source};
 use crate::headers;
+use crate::policy;
 use crate::range::{self, RangeRequest};
 use crate::status::CacheStatus;
 use crate::store::{Entry, Store};
@@ -122,23 +123,25 @@ impl Proxy {
         };
         let mut request = request;
         *request.uri_mut() = uri;
-        let cacheable = matches!(*request.method(), Method::GET | Method::HEAD)
-            && !request.headers().contains_key(header::AUTHORIZATION);
-        if !cacheable {
-            return (
-                self.pass_through(request, client).await,
-                Some(CacheStatus::Bypass),
-            );
+        // Requests with Authorization take the cache path too: whether their response may
+        // be stored is the policy's to say (RFC 9111 3.5).
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            let key = self.key(request.uri(), request.headers());
+            let method = request.method().clone();
+            let response = self.pass_through(request, client).await;
+            if policy::invalidates(&method, response.status()) {
+                self.store.invalidate(&key);
+            }
+            return (response, Some(CacheStatus::Bypass));
         }
         let (parts, _) = request.into_parts();
         self.cached(parts, client).await
     }
 
-    fn key(&self, parts: &http::request::Parts) -> CacheKey {
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    fn key(&self, uri: &http::Uri, headers: &http::HeaderMap) -> CacheKey {
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let host = self.config.forward_host.then(|| {
-            parts
-                .headers
+            headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("")
@@ -146,41 +149,78 @@ impl Proxy {
         CacheKey::new(&self.config.upstream_authority, target, host)
     }
 
+    /// Whether `entry`, expired, may be served instead of the upstream's answer now.
+    fn may_serve_stale(&self, entry: &Entry) -> bool {
+        policy::may_serve_stale_on_error(
+            &entry.meta.header_map(),
+            entry.expires_at,
+            unix_now(),
+            self.config.stale_if_error,
+        )
+    }
+
     async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
-        let key = self.key(&parts);
+        let key = self.key(&parts.uri, &parts.headers);
         if let Some(fill) = self.fills.find(&key) {
-            let progress = fill.subscribe();
-            // A fill that has every byte (its commit may still be syncing) serves as a hit.
-            let complete = {
+            let mut progress = fill.subscribe();
+            drop(fill);
+            // A fill that has every byte (its commit may still be syncing) serves as a hit,
+            // while its response is fresh.
+            let (complete, fresh) = {
                 let p = progress.borrow();
-                p.end == Some(FillEnd::Complete)
+                let complete = p.end == Some(FillEnd::Complete)
                     || p.head
                         .as_ref()
-                        .is_some_and(|h| h.content_length == Some(p.written))
+                        .is_some_and(|h| h.content_length == Some(p.written));
+                let fresh = p.head.as_ref().is_some_and(|h| h.expires_at > unix_now());
+                (complete, fresh)
             };
-            let status = if complete {
-                CacheStatus::Hit
-            } else {
-                CacheStatus::Miss
-            };
-            return self
-                .from_fill(&parts, client, progress, None, status, None)
-                .await;
+            if !complete || fresh {
+                let status = if complete {
+                    CacheStatus::Hit
+                } else {
+                    CacheStatus::Miss
+                };
+                return self
+                    .from_fill(&parts, client, progress, None, status, None)
+                    .await;
+            }
+            // Complete but already stale (max-age=0, no-cache): not reused. Its commit ends
+            // within moments; then the stored entry is revalidated like any other.
+            let _ = tokio::time::timeout(self.config.upstream_header_timeout, async {
+                while progress.changed().await.is_ok() {}
+            })
+            .await;
         }
         // Inline: an open entry is remembered, a new one is a few reads from the page cache.
-        let entry = self.store.lookup(&key);
+        // A stored variant for other values of its Vary headers is a miss; its fill replaces
+        // it (one variant per URL).
+        let entry = self
+            .store
+            .lookup(&key)
+            .filter(|e| policy::variant_matches(&e.meta.vary, &parts.headers));
         match entry {
             Some(entry) if entry.expires_at > unix_now() => {
                 (serve_entry(&parts, entry), Some(CacheStatus::Hit))
             }
             Some(entry) => {
-                if self.fills.find(&key).is_some() {
+                // The old entry may stand in while it is refreshed only where it allows
+                // stale service; otherwise requests wait for the refresh.
+                let may_stale = self.may_serve_stale(&entry);
+                if may_stale && self.fills.find(&key).is_some() {
                     return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
                 }
                 let Some((fill, created)) = self.fills.find_or_create(&key, self.config.max_fills)
                 else {
-                    // Too many fills at once: the expired entry is the best answer.
-                    return (serve_entry(&parts, entry), Some(CacheStatus::Stale));
+                    // Too many fills at once: the expired entry if it allows, else through.
+                    if may_stale {
+                        return (serve_entry(&parts, entry), Some(CacheStatus::Stale));
+                    }
+                    let request = Request::from_parts(parts, empty());
+                    return (
+                        self.forward(request, client).await,
+                        Some(CacheStatus::Bypass),
+                    );
                 };
                 if created {
                     let mut request = self.fill_request(&parts, client);
@@ -215,8 +255,18 @@ impl Proxy {
                         Some(entry),
                     )
                     .await
-                } else {
+                } else if may_stale {
                     (serve_entry(&parts, entry), Some(CacheStatus::Updating))
+                } else {
+                    self.from_fill(
+                        &parts,
+                        client,
+                        fill.subscribe(),
+                        None,
+                        CacheStatus::Expired,
+                        None,
+                    )
+                    .await
                 }
             }
             None => {
@@ -305,25 +355,27 @@ impl Proxy {
             ),
         };
         match (head, end) {
-            (_, Some(FillEnd::NotModified)) => match stale {
-                Some(entry) => {
-                    let fresh = self.store.lookup(&self.key(parts));
-                    (
-                        serve_entry(parts, fresh.unwrap_or(entry)),
-                        Some(CacheStatus::Revalidated),
-                    )
-                }
-                None => (
-                    plain(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream answered 304 to an unconditional request\n",
+            (_, Some(FillEnd::NotModified)) => {
+                match self
+                    .store
+                    .lookup(&self.key(&parts.uri, &parts.headers))
+                    .or(stale)
+                {
+                    Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Revalidated)),
+                    None => (
+                        plain(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream answered 304 to an unconditional request\n",
+                        ),
+                        Some(status),
                     ),
-                    Some(status),
-                ),
-            },
+                }
+            }
             (None, Some(FillEnd::Failed { timeout, .. })) => match stale {
-                Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Stale)),
-                None if timeout => (
+                Some(entry) if self.may_serve_stale(&entry) => {
+                    (serve_entry(parts, entry), Some(CacheStatus::Stale))
+                }
+                _ if timeout => (
                     plain(
                         StatusCode::GATEWAY_TIMEOUT,
                         "upstream did not answer in time\n",
@@ -331,7 +383,7 @@ impl Proxy {
                     Some(status),
                 ),
                 // The fill logged the reason; clients get no addresses or names.
-                None => (plain(StatusCode::BAD_GATEWAY, UNREACHABLE), Some(status)),
+                _ => (plain(StatusCode::BAD_GATEWAY, UNREACHABLE), Some(status)),
             },
             (None, Some(end @ (FillEnd::HandedOver | FillEnd::NoDisk))) => {
                 // Not for the cache (not storable, or no room): the request that started the
@@ -354,11 +406,20 @@ impl Proxy {
                     }
                 };
                 if response.status().is_server_error()
-                    && let Some(entry) = stale
+                    && let Some(entry) = stale.filter(|e| self.may_serve_stale(e))
                 {
                     return (serve_entry(parts, entry), Some(CacheStatus::Stale));
                 }
                 (relay(response), Some(label))
+            }
+            // A reader whose request differs in a header the response varies on must not get
+            // this body: it fetches its own.
+            (Some(head), _) if !policy::variant_matches(&head.vary, &parts.headers) => {
+                let request = Request::from_parts(parts.clone(), empty());
+                (
+                    self.forward(request, client).await,
+                    Some(CacheStatus::Bypass),
+                )
             }
             (Some(head), _) => (serve_fill(parts, head, progress), Some(status)),
             (None, _) => (
@@ -519,6 +580,20 @@ fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<ProxyBody
         ) {
             response.headers_mut().append(n, v);
         }
+    }
+    // The age as RFC 9111 4.2.3 computes it, replacing the upstream's (5.1).
+    let age = policy::current_age(response.headers(), entry.meta.received(), unix_now());
+    response.headers_mut().insert(header::AGE, age.into());
+    if response.status() != StatusCode::OK {
+        // Ranges and validators are answered for stored 200s only; others go as stored.
+        let length = entry.body_len;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, length.into());
+        if parts.method != Method::HEAD && length > 0 {
+            *response.body_mut() = fill::stream(Source::Entry(entry), 0, Some(length));
+        }
+        return response;
     }
     response
         .headers_mut()

@@ -357,6 +357,46 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the metadata of `entry` (headers updated by a 304) with `meta`: a new entry
+    /// file with the same body, committed like a fill. Blocking.
+    pub fn rewrite(
+        &self,
+        key: &CacheKey,
+        entry: &Entry,
+        meta: &EntryMeta,
+        expires_at: u64,
+    ) -> std::io::Result<()> {
+        use std::io::{Seek as _, SeekFrom, Write as _};
+        let (temp, mut file) = self.temp_file()?;
+        let result = (|| {
+            file.write_all(&entry::encode_header(meta, expires_at))?;
+            let mut body = entry.file.try_clone()?;
+            body.seek(SeekFrom::Start(entry.body_offset))?;
+            let copied = std::io::copy(&mut (&body).take(entry.body_len), &mut file)?;
+            if copied != entry.body_len {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "entry body shrank",
+                ));
+            }
+            self.commit(key, &temp, &file, entry.body_len)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Removes the entry for `key` (a successful unsafe request invalidated it); open
+    /// handles keep serving what they had.
+    pub fn invalidate(&self, key: &CacheKey) {
+        let known = self.index.lock().unwrap().slots.contains_key(key.hash());
+        if known {
+            self.forget(key.hash());
+            let _ = std::fs::remove_file(key.path_in(&self.root));
+        }
+    }
+
     /// Records a new expiry for an entry confirmed by the upstream (304), in place.
     pub fn set_expiry(&self, key: &CacheKey, expires_at: u64) {
         let path = key.path_in(&self.root);
@@ -503,6 +543,7 @@ mod tests {
             status: 200,
             headers: vec![],
             stored_at: 0,
+            ..Default::default()
         };
         let header = entry::encode_header(&meta, u64::MAX / 2);
         file.write_all_at(&header, 0).unwrap();

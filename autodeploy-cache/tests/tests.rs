@@ -9,6 +9,7 @@ mod deploy;
 mod disk;
 mod faults;
 mod load;
+mod rfc9111;
 mod slow_clients;
 mod smuggling;
 mod storm;

@@ -1,7 +1,10 @@
 //! A fake Auto Deploy origin on 127.0.0.1 over HTTPS (a test CA made with rcgen). It serves
 //! deterministic bodies of any size, generated rather than stored, and its behaviour is chosen
 //! per request by the query: `/blob/<size>?seed=&rate=&cut=&stall=&status=&cc=&cookie=&etag=
-//! &chunked=&lm=`. It counts requests and bytes per path and records request headers.
+//! &chunked=&lm=&vary=&age=`. With `vary` the body depends on the request's `Accept-Encoding`
+//! (seed + 1000 when it names gzip) and says so in `Vary`; a 304 carries `x-validated: <n>`,
+//! the number of requests for the target so far. It counts requests and bytes per path and
+//! records request headers.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -269,13 +272,27 @@ async fn answer(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
             .get("if-none-match")
             .is_some_and(|v| v.to_str().unwrap_or("") == tag)
         {
+            let seen = state
+                .lock()
+                .unwrap()
+                .seen
+                .iter()
+                .filter(|s| s.target == target)
+                .count();
             return response
                 .status(304)
                 .header("etag", tag)
+                .header("x-validated", seen)
                 .body(GenBody::empty(state, target))
                 .unwrap();
         }
         response = response.header("etag", tag);
+    }
+    if query.contains_key("vary") {
+        response = response.header("vary", "Accept-Encoding");
+    }
+    if let Some(age) = query.get("age") {
+        response = response.header("age", age.as_str());
     }
     if query.contains_key("lm") {
         response = response.header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT");
@@ -289,8 +306,16 @@ async fn answer(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
             .body(GenBody::empty(state, target))
             .unwrap();
     }
+    let gzip = headers
+        .get("accept-encoding")
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("gzip"));
+    let variant = if query.contains_key("vary") && gzip {
+        1000
+    } else {
+        0
+    };
     let body = GenBody {
-        seed: num("seed").unwrap_or(0),
+        seed: num("seed").unwrap_or(0) + variant,
         pos: 0,
         end: num("cut").unwrap_or(size).min(size),
         stall_at: num("stall"),
