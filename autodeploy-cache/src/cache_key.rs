@@ -54,11 +54,20 @@ impl CacheKey {
 
     /// `root/<last hex char>/<the two before it>/<hash>`, as nginx's `levels=1:2`.
     pub fn path_in(&self, root: &Path) -> PathBuf {
-        let n = self.hash.len();
-        root.join(&self.hash[n - 1..])
-            .join(&self.hash[n - 3..n - 1])
-            .join(&self.hash)
+        path_of_hash(root, &self.hash)
     }
+}
+
+/// Where the entry whose file name is `hash` lives under `root`: the one place that knows the
+/// layout (eviction knows entries by hash only).
+pub fn path_of_hash(root: &Path, hash: &str) -> PathBuf {
+    let n = hash.len();
+    if n < 3 {
+        return root.join(hash);
+    }
+    root.join(&hash[n - 1..])
+        .join(&hash[n - 3..n - 1])
+        .join(hash)
 }
 
 #[cfg(test)]

@@ -476,13 +476,7 @@ impl Store {
         let mut open = self.open.lock().unwrap();
         for hash in hashes {
             open.remove(hash);
-            let n = hash.len();
-            let path = self
-                .root
-                .join(&hash[n - 1..])
-                .join(&hash[n - 3..n - 1])
-                .join(hash);
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(crate::cache_key::path_of_hash(&self.root, hash));
         }
     }
 }

@@ -315,18 +315,24 @@ async fn head_on_a_miss_fills_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_entries_are_revalidated_with_their_etag() {
     let s = setup(&[]).await;
-    let target = "/blob/2000?seed=10&etag=abc&cc=max-age=1";
+    // Stale as soon as stored (max-age=0): every later request revalidates.
+    let target = "/blob/2000?seed=10&etag=abc&cc=max-age=0";
     assert_eq!(get(&s.proxy.url(target)).await.cache(), "MISS");
-    assert_eq!(get(&s.proxy.url(target)).await.cache(), "HIT");
-    // Freshness is whole seconds: wait for the entry to expire.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &s.dir.path().join("cache")
+        )
+        .0 == 1)
+        .await
+    );
     let r = get(&s.proxy.url(target)).await;
     assert_eq!(r.cache(), "REVALIDATED");
     assert_eq!(r.body, expected(10, 0, 2000));
     let seen = s.origin.seen();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].headers["if-none-match"], "\"abc\"");
-    assert_eq!(get(&s.proxy.url(target)).await.cache(), "HIT");
+    assert_eq!(get(&s.proxy.url(target)).await.cache(), "REVALIDATED");
+    assert_eq!(s.origin.count(target), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,13 +343,14 @@ async fn stale_entries_are_served_while_the_upstream_is_down() {
         &origin.url(),
         &origin.ca_file,
         &dir.path().join("cache"),
-        &["--valid", "1s"],
+        &[],
     )
     .await;
-    let target = "/blob/3000?seed=11";
+    let target = "/blob/3000?seed=11&cc=max-age=0";
     assert_eq!(get(&proxy.url(target)).await.cache(), "MISS");
+    let cache = dir.path().join("cache");
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
     origin.stop();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = get(&proxy.url(target)).await;
     assert_eq!(r.cache(), "STALE");
     assert_eq!(r.body, expected(11, 0, 3000));

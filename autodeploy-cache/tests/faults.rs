@@ -70,13 +70,15 @@ async fn server_errors_serve_stale_and_recovery_refills() {
         &origin.url(),
         &origin.ca_file,
         &dir.path().join("cache"),
-        &["--valid", "1s"],
+        &[],
     )
     .await;
-    let target = "/blob/5000?seed=51";
+    // Stale as soon as stored: no waiting for expiry.
+    let target = "/blob/5000?seed=51&cc=max-age=0";
     assert_eq!(get(&proxy.url(target)).await.cache(), "MISS");
+    let cache = dir.path().join("cache");
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
     origin.set_failing(true);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = get(&proxy.url(target)).await;
     assert_eq!((r.status.as_u16(), r.cache()), (200, "STALE"));
     assert_eq!(r.body, expected(51, 0, 5000));
