@@ -12,15 +12,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::future::Future;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -28,50 +24,13 @@ use tokio::sync::{oneshot, watch};
 
 use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
-use crate::frames;
 use crate::headers;
 use crate::policy::{self, Received, unix};
 use crate::store::{Entry, Reservation, Store};
-use crate::upstream::{BoxError, ProxyBody, Upstream};
+use crate::upstream::{ProxyBody, Upstream};
 
-/// Memory shared by the frames of every body being sent from the cache (hits and readers of
-/// fills): each reader's frame size is this divided by the number of readers, within
-/// [`MIN_FRAME`, `MAX_FRAME`]. Hyper asks for the next frame only when the socket took the
-/// last, so a reader holds about two frames: with many readers memory stays near twice this
-/// budget; with few, large reads keep throughput up.
-const FRAME_BUDGET: usize = 8 << 20;
 /// How much room a body of unknown length (chunked) sets aside at a time as it grows.
 const UNKNOWN_LENGTH_STEP: u64 = 4 << 20;
-/// Largest frame: past this, bigger reads stop paying (measured with `make bench`).
-const MAX_FRAME: usize = 512 << 10;
-/// Smallest frame, however many readers.
-const MIN_FRAME: usize = 32 << 10;
-/// Bodies being sent from the cache now.
-static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Counts a reader while it lives.
-struct Reader;
-
-impl Reader {
-    fn new() -> Self {
-        READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Reader
-    }
-
-    /// This reader's share of the frame budget, a power of two so that pooled buffers fit
-    /// frames exactly.
-    fn frame_size(&self) -> usize {
-        let readers = READERS.load(std::sync::atomic::Ordering::Relaxed).max(1);
-        let share = (FRAME_BUDGET / readers).clamp(MIN_FRAME, MAX_FRAME);
-        1 << share.ilog2()
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        READERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
 
 /// Where a fill hands the upstream's response back to the request that started it, when the
 /// cache cannot take the body.
@@ -497,170 +456,4 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
-}
-
-/// Where a reader's bytes come from.
-pub enum Source {
-    /// A committed entry: the whole body is there.
-    Entry(Entry),
-    /// A fill in progress: wait for bytes as they arrive.
-    Fill {
-        /// The fill's file and layout.
-        head: Arc<FillHead>,
-        /// Its progress.
-        progress: watch::Receiver<Progress>,
-    },
-}
-
-/// A response body that streams bytes `start..end` (`end` `None`: to the end of the body) from
-/// `source`, following a fill as it grows. A failed fill aborts the body with an error.
-pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
-    match source {
-        Source::Entry(entry) => {
-            let end = end.unwrap_or(entry.body_len).min(entry.body_len);
-            EntryBody {
-                reader: Reader::new(),
-                file: entry.file,
-                offset: entry.body_offset,
-                pos: start.min(end),
-                end,
-            }
-            .boxed()
-        }
-        Source::Fill { head, progress } => FillBody {
-            reader: Reader::new(),
-            head,
-            progress: Watch::Ready(progress),
-            pos: start,
-            end,
-        }
-        .boxed(),
-    }
-}
-
-/// The body of a committed entry, read straight from the file as hyper asks for it: no task,
-/// no channel. The positional reads are served from the page cache for hot entries, which is
-/// why they are done inline rather than on the blocking pool.
-struct EntryBody {
-    reader: Reader,
-    file: Arc<File>,
-    offset: u64,
-    pos: u64,
-    end: u64,
-}
-
-impl hyper::body::Body for EntryBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        if self.pos >= self.end {
-            return Poll::Ready(None);
-        }
-        let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
-        let result = frames::read_at(&self.file, self.offset + self.pos, len);
-        Poll::Ready(Some(match result {
-            Ok(data) => {
-                self.pos += len as u64;
-                Ok(hyper::body::Frame::data(data))
-            }
-            Err(e) => Err(e.into()),
-        }))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pos >= self.end
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.end - self.pos)
-    }
-}
-
-/// Follows a fill: yields bytes `start..end` as they are written, waits for more, and fails
-/// when the fill fails. Polled by the connection's own task like [`EntryBody`]. It used to be a
-/// task per reader feeding a channel: each reader then held a frame in the channel as well as
-/// the one hyper was writing, and a hundred of them (`make bench`, scenario 3) took twice the
-/// memory for no faster delivery (bench/notes.md).
-struct FillBody {
-    reader: Reader,
-    head: Arc<FillHead>,
-    progress: Watch,
-    pos: u64,
-    end: Option<u64>,
-}
-
-/// The fill's progress channel, or the wait for its next change.
-enum Watch {
-    Ready(watch::Receiver<Progress>),
-    Waiting(Pin<Box<dyn Future<Output = Changed> + Send + Sync>>),
-    Gone,
-}
-
-/// The receiver back from a wait, and whether the fill still exists.
-type Changed = (watch::Receiver<Progress>, bool);
-
-impl hyper::body::Body for FillBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            let mut rx = match std::mem::replace(&mut this.progress, Watch::Gone) {
-                Watch::Ready(rx) => rx,
-                Watch::Waiting(mut wait) => match wait.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        this.progress = Watch::Waiting(wait);
-                        return Poll::Pending;
-                    }
-                    Poll::Ready((_, false)) => {
-                        return Poll::Ready(Some(Err("fill went away".into())));
-                    }
-                    Poll::Ready((rx, true)) => rx,
-                },
-                Watch::Gone => return Poll::Ready(None),
-            };
-            let (available, finished) = {
-                let p = rx.borrow_and_update();
-                match &p.end {
-                    Some(FillEnd::Failed { reason, .. }) => {
-                        return Poll::Ready(Some(Err(reason.clone().into())));
-                    }
-                    Some(FillEnd::Complete) => (p.written, true),
-                    Some(_) => return Poll::Ready(Some(Err("fill ended without a body".into()))),
-                    None => (p.written, false),
-                }
-            };
-            let limit = this.end.map_or(available, |e| e.min(available));
-            if this.pos < limit {
-                let len = (limit - this.pos).min(this.reader.frame_size() as u64) as usize;
-                // Bytes the fill wrote moments ago: in the page cache, so read inline.
-                let read = frames::read_at(&this.head.file, this.head.body_offset + this.pos, len);
-                this.progress = Watch::Ready(rx);
-                return Poll::Ready(Some(match read {
-                    Ok(data) => {
-                        this.pos += len as u64;
-                        Ok(hyper::body::Frame::data(data))
-                    }
-                    Err(e) => Err(e.into()),
-                }));
-            }
-            if this.end.is_some_and(|e| this.pos >= e) || finished {
-                return Poll::Ready(None);
-            }
-            // Caught up with the fill: wait for it to publish more. The wait owns the
-            // receiver, so it is boxed once per wait rather than borrowed across polls.
-            this.progress = Watch::Waiting(Box::pin(async move {
-                let alive = rx.changed().await.is_ok();
-                (rx, alive)
-            }));
-        }
-    }
 }

@@ -10,6 +10,8 @@
 //! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`fill`]: one upstream fetch per key, read while it is written.
+//! - [`body`]: response bodies from an entry file or a fill in progress.
+//! - [`serve`]: answers built from an entry, a fill or an upstream response.
 //! - [`frames`]: pooled read buffers for response frames.
 //! - [`store`]: the cache directory, index, eviction.
 //! - [`entry`]: the on-disk entry format.
@@ -25,6 +27,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod body;
 pub mod cache_key;
 pub mod config;
 pub mod entry;
@@ -36,6 +39,7 @@ pub mod policy;
 pub mod proxy;
 pub mod range;
 pub mod send_watch;
+pub mod serve;
 pub mod server;
 pub mod status;
 pub mod store;
