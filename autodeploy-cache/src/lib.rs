@@ -7,6 +7,7 @@
 //! - [`server`]: the accept loop and graceful shutdown ([`run`]).
 //! - [`send_watch`]: the send timeout and the budget of clients that stopped reading.
 //! - [`admission`]: what a request must be before anything acts on it; the upstream URI.
+//! - [`decide`]: what a cacheable request needs (hit, join, fill, refresh, ...), pure.
 //! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`fill`]: one upstream fetch per key, read while it is written.
@@ -30,6 +31,7 @@ pub mod admission;
 pub mod body;
 pub mod cache_key;
 pub mod config;
+pub mod decide;
 pub mod entry;
 pub mod error;
 pub mod fill;

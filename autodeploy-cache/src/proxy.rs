@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::admission;
 use crate::cache_key::CacheKey;
 use crate::config::Config;
+use crate::decide::{Action, Claim, Decision, Facts, InFlight, Stored, claim, decide};
 use crate::error::Error;
 use crate::fill::{self, FillContext, FillEnd, Fills, Progress};
 use crate::headers;
@@ -157,147 +158,135 @@ impl Proxy {
         )
     }
 
+    /// A GET or HEAD: gathers what is known about its key, lets [`decide`] say what it
+    /// needs, and does that.
     async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
         let key = self.key(&parts.uri, &parts.headers);
-        if let Some(fill) = self.fills.find(&key) {
-            let mut progress = fill.subscribe();
-            drop(fill);
-            // A fill that has every byte (its commit may still be syncing) serves as a hit,
-            // while its response is fresh.
-            let (complete, fresh) = {
-                let p = progress.borrow();
-                let complete = p.end == Some(FillEnd::Complete)
-                    || p.head
-                        .as_ref()
-                        .is_some_and(|h| h.content_length == Some(p.written));
-                let fresh = p.head.as_ref().is_some_and(|h| h.expires_at > unix_now());
-                (complete, fresh)
+        let mut waited = false;
+        loop {
+            let progress = self.fills.find(&key).map(|fill| fill.subscribe());
+            let now = unix_now();
+            let in_flight = progress.as_ref().map(|p| {
+                let p = p.borrow();
+                InFlight {
+                    complete: p.end == Some(FillEnd::Complete)
+                        || p.head
+                            .as_ref()
+                            .is_some_and(|h| h.content_length == Some(p.written)),
+                    fresh: p.head.as_ref().is_none_or(|h| h.expires_at > now),
+                }
+            });
+            // Inline: an open entry is remembered, a new one is a few reads from the page
+            // cache. Not needed while a fill decides.
+            let entry = match in_flight {
+                None => self.store.lookup(&key),
+                Some(_) => None,
             };
-            if !complete || fresh {
-                let status = if complete {
-                    CacheStatus::Hit
-                } else {
-                    CacheStatus::Miss
-                };
-                return self
-                    .from_fill(&parts, client, progress, None, status, None)
-                    .await;
-            }
-            // Complete but already stale (max-age=0, no-cache): not reused. Its commit ends
-            // within moments; then the stored entry is revalidated like any other.
-            let _ = tokio::time::timeout(self.config.upstream_header_timeout, async {
-                while progress.changed().await.is_ok() {}
-            })
-            .await;
-        }
-        // Inline: an open entry is remembered, a new one is a few reads from the page cache.
-        // A stored variant for other values of its Vary headers is a miss; its fill replaces
-        // it (one variant per URL).
-        let entry = self
-            .store
-            .lookup(&key)
-            .filter(|e| policy::variant_matches(&e.meta.vary, &parts.headers));
-        match entry {
-            Some(entry) if entry.expires_at > unix_now() => {
-                (serve_entry(&parts, entry), Some(CacheStatus::Hit))
-            }
-            Some(entry) => {
-                // The old entry may stand in while it is refreshed only where it allows
-                // stale service; otherwise requests wait for the refresh.
-                let may_stale = self.may_serve_stale(&entry);
-                if may_stale && self.fills.find(&key).is_some() {
-                    return (serve_entry(&parts, entry), Some(CacheStatus::Updating));
-                }
-                let Some((fill, created)) = self.fills.find_or_create(&key, self.config.max_fills)
-                else {
-                    // Too many fills at once: the expired entry if it allows, else through.
-                    if may_stale {
-                        return (serve_entry(&parts, entry), Some(CacheStatus::Stale));
-                    }
-                    let request = Request::from_parts(parts, empty());
-                    return (
-                        self.forward(request, client).await,
-                        Some(CacheStatus::Bypass),
-                    );
-                };
-                if created {
-                    let mut request = self.fill_request(&parts, client);
-                    if let Some(etag) = entry
-                        .meta
-                        .header("etag")
-                        .and_then(|v| HeaderValue::from_str(v).ok())
-                    {
-                        request.headers_mut().insert(header::IF_NONE_MATCH, etag);
-                    }
-                    if let Some(lm) = entry
-                        .meta
-                        .header("last-modified")
-                        .and_then(|v| HeaderValue::from_str(v).ok())
-                    {
-                        request.headers_mut().insert(header::IF_MODIFIED_SINCE, lm);
-                    }
-                    let (give, handoff) = oneshot::channel();
-                    tokio::spawn(fill::run(
-                        fill.clone(),
-                        self.fill_context(),
-                        request,
-                        Some(entry.clone()),
-                        give,
-                    ));
-                    self.from_fill(
-                        &parts,
-                        client,
-                        fill.subscribe(),
-                        Some(handoff),
-                        CacheStatus::Expired,
-                        Some(entry),
-                    )
-                    .await
-                } else if may_stale {
-                    (serve_entry(&parts, entry), Some(CacheStatus::Updating))
-                } else {
-                    self.from_fill(
-                        &parts,
-                        client,
-                        fill.subscribe(),
-                        None,
-                        CacheStatus::Expired,
-                        None,
-                    )
-                    .await
-                }
-            }
-            None => {
-                let Some((fill, created)) = self.fills.find_or_create(&key, self.config.max_fills)
-                else {
-                    // Too many fills at once: this one passes through, uncached.
-                    let request = Request::from_parts(parts, empty());
-                    return (
-                        self.forward(request, client).await,
-                        Some(CacheStatus::Bypass),
-                    );
-                };
-                let handoff = created.then(|| {
-                    let request = self.fill_request(&parts, client);
-                    let (give, handoff) = oneshot::channel();
-                    tokio::spawn(fill::run(
-                        fill.clone(),
-                        self.fill_context(),
-                        request,
-                        None,
-                        give,
-                    ));
-                    handoff
+            let stored_headers = entry.as_ref().map(|e| e.meta.header_map());
+            let stored = entry
+                .as_ref()
+                .zip(stored_headers.as_ref())
+                .map(|(e, headers)| Stored {
+                    headers,
+                    vary: &e.meta.vary,
+                    expires_at: e.expires_at,
                 });
+            let decision = decide(&Facts {
+                request: &parts.headers,
+                stored,
+                fill: in_flight,
+                now,
+                stale_if_error: self.config.stale_if_error,
+            });
+            let (decision, progress) = match (decision, progress) {
+                (Decision::AwaitCommit, Some(mut progress)) if !waited => {
+                    // Its commit ends within moments; then the store decides.
+                    waited = true;
+                    let _ = tokio::time::timeout(self.config.upstream_header_timeout, async {
+                        while progress.changed().await.is_ok() {}
+                    })
+                    .await;
+                    continue;
+                }
+                (Decision::AwaitCommit, Some(progress)) => {
+                    (Decision::Join(CacheStatus::Hit), Some(progress))
+                }
+                other => other,
+            };
+            return match (decision, entry, progress) {
+                (Decision::Join(status), _, Some(progress)) => {
+                    self.from_fill(&parts, client, progress, None, status, None)
+                        .await
+                }
+                (Decision::Hit, Some(entry), _) => {
+                    (serve_entry(&parts, entry), Some(CacheStatus::Hit))
+                }
+                (decision @ Decision::Refresh { stale_ok }, Some(entry), _) => {
+                    self.fetch(&key, &parts, client, decision, Some((entry, stale_ok)))
+                        .await
+                }
+                (decision, _, _) => self.fetch(&key, &parts, client, decision, None).await,
+            };
+        }
+    }
+
+    /// Claims a fill for `key` and acts on [`claim`]'s answer: start the fill (conditional
+    /// when `refreshing` an expired entry), read another request's, serve the expired entry,
+    /// or pass the request through. `refreshing` carries whether the entry may stand in.
+    async fn fetch(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        parts: &http::request::Parts,
+        client: SocketAddr,
+        decision: Decision,
+        refreshing: Option<(Entry, bool)>,
+    ) -> Answer {
+        let (fill, outcome) = match self.fills.find_or_create(key, self.config.max_fills) {
+            None => (None, Claim::Full),
+            Some((fill, true)) => (Some(fill), Claim::Created),
+            Some((fill, false)) => (Some(fill), Claim::Existing),
+        };
+        let stand_in = refreshing
+            .as_ref()
+            .filter(|(_, stale_ok)| *stale_ok)
+            .map(|(entry, _)| entry.clone());
+        match (claim(decision, outcome), fill, stand_in) {
+            (Action::Start(status), Some(fill), stand_in) => {
+                let mut request = self.fill_request(parts, client);
+                if let Some((entry, _)) = &refreshing {
+                    add_validators(&mut request, entry);
+                }
+                let (give, handoff) = oneshot::channel();
+                tokio::spawn(fill::run(
+                    fill.clone(),
+                    self.fill_context(),
+                    request,
+                    refreshing.map(|(entry, _)| entry),
+                    give,
+                ));
                 self.from_fill(
-                    &parts,
+                    parts,
                     client,
                     fill.subscribe(),
-                    handoff,
-                    CacheStatus::Miss,
-                    None,
+                    Some(handoff),
+                    status,
+                    stand_in,
                 )
                 .await
+            }
+            (Action::Join(status), Some(fill), _) => {
+                self.from_fill(parts, client, fill.subscribe(), None, status, None)
+                    .await
+            }
+            (Action::ServeStored(status), _, Some(entry)) => {
+                (serve_entry(parts, entry), Some(status))
+            }
+            _ => {
+                let request = Request::from_parts(parts.clone(), empty());
+                (
+                    self.forward(request, client).await,
+                    Some(CacheStatus::Bypass),
+                )
             }
         }
     }
@@ -529,3 +518,21 @@ impl Proxy {
 
 /// The body of a 502: the reason is in the proxy's log.
 const UNREACHABLE: &str = "upstream unreachable (the proxy's log says why)\n";
+
+/// The stored entry's validators, so that the upstream can answer 304.
+fn add_validators(request: &mut Request<ProxyBody>, entry: &Entry) {
+    if let Some(etag) = entry
+        .meta
+        .header("etag")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        request.headers_mut().insert(header::IF_NONE_MATCH, etag);
+    }
+    if let Some(lm) = entry
+        .meta
+        .header("last-modified")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        request.headers_mut().insert(header::IF_MODIFIED_SINCE, lm);
+    }
+}
