@@ -14,7 +14,8 @@
 //! - [`body`]: response bodies from an entry file or a fill in progress.
 //! - [`serve`]: answers built from an entry, a fill or an upstream response.
 //! - [`frames`]: pooled read buffers for response frames.
-//! - [`store`]: the cache directory, index, eviction.
+//! - [`store`]: the cache directory: entry files, reservations, eviction.
+//! - [`index`]: the in-memory index (sizes, totals, LRU order), pure.
 //! - [`entry`]: the on-disk entry format.
 //! - [`cache_key`]: the key and the file layout.
 //! - [`headers`]: hop-by-hop and forwarding headers.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod fill;
 pub mod frames;
 pub mod headers;
+pub mod index;
 pub mod policy;
 pub mod proxy;
 pub mod range;

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta, PRELUDE_LEN};
 use crate::error::Error;
+use crate::index::Index;
 
 /// A committed entry opened for reading. The open file keeps working if the entry is evicted
 /// or replaced meanwhile.
@@ -38,21 +39,6 @@ pub struct Entry {
     pub body_len: u64,
     /// Unix seconds after which it is stale.
     pub expires_at: u64,
-}
-
-#[derive(Debug)]
-struct Slot {
-    size: u64,
-    last_used: SystemTime,
-    /// Monotonic use counter for LRU order (wall-clock ties are common).
-    tick: u64,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    slots: HashMap<String, Slot>,
-    total: u64,
-    tick: u64,
 }
 
 /// The cache directory and its index.
@@ -161,17 +147,7 @@ impl Store {
                             let last_used = std::fs::metadata(&path)
                                 .and_then(|m| m.modified())
                                 .unwrap_or_else(|_| SystemTime::now());
-                            index.tick += 1;
-                            let tick = index.tick;
-                            index.total += size;
-                            index.slots.insert(
-                                name,
-                                Slot {
-                                    size,
-                                    last_used,
-                                    tick,
-                                },
-                            );
+                            index.insert(&name, size, last_used);
                         }
                         None => {
                             let _ = std::fs::remove_file(&path);
@@ -184,12 +160,12 @@ impl Store {
 
     /// Bytes of committed entries.
     pub fn size(&self) -> u64 {
-        self.index.lock().unwrap().total
+        self.index.lock().unwrap().total()
     }
 
     /// Number of committed entries.
     pub fn len(&self) -> usize {
-        self.index.lock().unwrap().slots.len()
+        self.index.lock().unwrap().len()
     }
 
     /// Whether the store holds no entry.
@@ -200,7 +176,7 @@ impl Store {
     /// Opens the entry for `key`, if there is a whole one. A file that is corrupt or belongs to
     /// another key (a hash collision) is a miss; a corrupt one is removed.
     pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
-        if !self.index.lock().unwrap().slots.contains_key(key.hash()) {
+        if !self.index.lock().unwrap().contains(key.hash()) {
             return None;
         }
         let remembered = self.open.lock().unwrap().get(key.hash()).cloned();
@@ -231,22 +207,16 @@ impl Store {
     }
 
     fn touch(&self, key: &CacheKey) {
-        let mut index = self.index.lock().unwrap();
-        index.tick += 1;
-        let tick = index.tick;
-        if let Some(slot) = index.slots.get_mut(key.hash()) {
-            slot.last_used = SystemTime::now();
-            slot.tick = tick;
-        }
+        self.index
+            .lock()
+            .unwrap()
+            .touch(key.hash(), SystemTime::now());
     }
 
     /// Drops `hash` from the index and the open entries.
     fn forget(&self, hash: &str) {
         self.open.lock().unwrap().remove(hash);
-        let mut index = self.index.lock().unwrap();
-        if let Some(slot) = index.slots.remove(hash) {
-            index.total -= slot.size;
-        }
+        self.index.lock().unwrap().remove(hash);
     }
 
     /// Records that storing failed; logs only when trouble starts.
@@ -285,20 +255,7 @@ impl Store {
                     bytes: needed,
                 });
             }
-            let victim = {
-                let mut index = self.index.lock().unwrap();
-                let oldest = index
-                    .slots
-                    .iter()
-                    .min_by_key(|(_, s)| s.tick)
-                    .map(|(h, _)| h.clone());
-                if let Some(hash) = &oldest
-                    && let Some(slot) = index.slots.remove(hash)
-                {
-                    index.total -= slot.size;
-                }
-                oldest
-            };
+            let victim = self.index.lock().unwrap().pop_oldest();
             match victim {
                 Some(hash) => self.remove_files(&[hash]),
                 None => return None,
@@ -339,20 +296,10 @@ impl Store {
         std::fs::rename(temp, &path)?;
         File::open(dir)?.sync_all()?;
         self.open.lock().unwrap().remove(key.hash());
-        {
-            let mut index = self.index.lock().unwrap();
-            index.tick += 1;
-            let tick = index.tick;
-            let old = index.slots.insert(
-                key.hash().to_string(),
-                Slot {
-                    size,
-                    last_used: SystemTime::now(),
-                    tick,
-                },
-            );
-            index.total = index.total + size - old.map_or(0, |s| s.size);
-        }
+        self.index
+            .lock()
+            .unwrap()
+            .insert(key.hash(), size, SystemTime::now());
         self.evict_over_size();
         Ok(())
     }
@@ -390,7 +337,7 @@ impl Store {
     /// Removes the entry for `key` (a successful unsafe request invalidated it); open
     /// handles keep serving what they had.
     pub fn invalidate(&self, key: &CacheKey) {
-        let known = self.index.lock().unwrap().slots.contains_key(key.hash());
+        let known = self.index.lock().unwrap().contains(key.hash());
         if known {
             self.forget(key.hash());
             let _ = std::fs::remove_file(key.path_in(&self.root));
@@ -424,51 +371,13 @@ impl Store {
     /// Removes entries unused for `--inactive`, then the least recently used above
     /// `--max-size`.
     pub fn sweep(&self, now: SystemTime) {
-        let victims: Vec<String> = {
-            let mut index = self.index.lock().unwrap();
-            let old: Vec<String> = index
-                .slots
-                .iter()
-                .filter(|(_, s)| {
-                    now.duration_since(s.last_used).unwrap_or_default() > self.inactive
-                })
-                .map(|(h, _)| h.clone())
-                .collect();
-            for hash in &old {
-                if let Some(slot) = index.slots.remove(hash) {
-                    index.total -= slot.size;
-                }
-            }
-            old
-        };
+        let victims = self.index.lock().unwrap().take_inactive(now, self.inactive);
         self.remove_files(&victims);
         self.evict_over_size();
     }
 
     fn evict_over_size(&self) {
-        let victims: Vec<String> = {
-            let mut index = self.index.lock().unwrap();
-            if index.total <= self.max_size {
-                return;
-            }
-            let mut by_age: Vec<(u64, String)> = index
-                .slots
-                .iter()
-                .map(|(h, s)| (s.tick, h.clone()))
-                .collect();
-            by_age.sort_unstable();
-            let mut victims = Vec::new();
-            for (_, hash) in by_age {
-                if index.total <= self.max_size {
-                    break;
-                }
-                if let Some(slot) = index.slots.remove(&hash) {
-                    index.total -= slot.size;
-                    victims.push(hash);
-                }
-            }
-            victims
-        };
+        let victims = self.index.lock().unwrap().take_over(self.max_size);
         self.remove_files(&victims);
     }
 
