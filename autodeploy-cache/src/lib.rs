@@ -10,6 +10,7 @@
 //! - [`decide`]: what a cacheable request needs (hit, join, fill, refresh, ...), pure.
 //! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
+//! - [`forward`]: the uncached path (pass-through, forwarding, the upstream request).
 //! - [`fill`]: one upstream fetch per key, read while it is written.
 //! - [`body`]: response bodies from an entry file or a fill in progress.
 //! - [`serve`]: answers built from an entry, a fill or an upstream response.
@@ -36,6 +37,7 @@ pub mod decide;
 pub mod entry;
 pub mod error;
 pub mod fill;
+pub mod forward;
 pub mod frames;
 pub mod headers;
 pub mod index;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
@@ -18,7 +17,6 @@ use crate::config::Config;
 use crate::decide::{Action, Claim, Decision, Facts, InFlight, Stored, claim, decide};
 use crate::error::Error;
 use crate::fill::{self, FillContext, FillEnd, Fills, Progress};
-use crate::headers;
 use crate::policy;
 use crate::serve::{empty, plain, relay, serve_entry, serve_fill, unix_now};
 use crate::status::CacheStatus;
@@ -27,12 +25,12 @@ use crate::upstream::{ProxyBody, Upstream};
 
 /// Shared state of all connections.
 pub struct Proxy {
-    config: Config,
+    pub(crate) config: Config,
     scheme: Scheme,
     authority: Authority,
     /// `Host` sent upstream unless `--forward-host`.
-    upstream_host: HeaderValue,
-    client: Upstream,
+    pub(crate) upstream_host: HeaderValue,
+    pub(crate) client: Upstream,
     store: Arc<Store>,
     fills: Arc<Fills>,
 }
@@ -418,106 +416,10 @@ impl Proxy {
             ),
         }
     }
-
-    /// The upstream request for `parts` (whose URI `handle` set to the upstream's):
-    /// end-to-end headers and forwarding headers. The client's
-    /// `Content-Length` never goes upstream: hyper frames the request from `body` itself, so
-    /// a request is never announced with a body it does not carry.
-    fn upstream_request(
-        &self,
-        parts: &http::request::Parts,
-        client: SocketAddr,
-        body: ProxyBody,
-    ) -> Request<ProxyBody> {
-        let client_host = parts
-            .headers
-            .get(header::HOST)
-            .filter(|_| self.config.forward_host)
-            .cloned();
-        let mut headers = headers::end_to_end(&parts.headers);
-        headers.remove(header::HOST);
-        headers.remove(header::CONTENT_LENGTH);
-        headers::add_forwarding(&mut headers, client, client_host.as_ref());
-        headers.insert(
-            header::HOST,
-            client_host.unwrap_or_else(|| self.upstream_host.clone()),
-        );
-        let mut request = Request::new(body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = parts.uri.clone();
-        *request.headers_mut() = headers;
-        request
-    }
-
-    /// Forwards a request that is not cached. Its body is read whole first (bounded in size
-    /// and time), so a client that trickles its body holds only its own connection, never an
-    /// upstream one, and the upstream gets an exact `Content-Length`.
-    async fn pass_through(
-        self: &Arc<Self>,
-        request: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Response<ProxyBody> {
-        let (parts, body) = request.into_parts();
-        let limit = usize::try_from(self.config.max_body_size).unwrap_or(usize::MAX);
-        let read = Limited::new(body, limit).collect();
-        let body = match tokio::time::timeout(self.config.client_body_timeout, read).await {
-            Err(_) => {
-                return plain(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body did not arrive in time\n",
-                );
-            }
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is larger than --max-body-size\n",
-                );
-            }
-            Ok(Err(_)) => return plain(StatusCode::BAD_REQUEST, "invalid request body\n"),
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
-        let body = if body.is_empty() {
-            empty()
-        } else {
-            Full::new(body).map_err(|e| match e {}).boxed()
-        };
-        self.forward(Request::from_parts(parts, body), client).await
-    }
-
-    /// Sends `request` upstream uncached and streams the answer back.
-    async fn forward(
-        self: &Arc<Self>,
-        request: Request<ProxyBody>,
-        client: SocketAddr,
-    ) -> Response<ProxyBody> {
-        let (parts, body) = request.into_parts();
-        let upstream = self.upstream_request(&parts, client, body);
-        match tokio::time::timeout(
-            self.config.upstream_header_timeout,
-            self.client.request(upstream),
-        )
-        .await
-        {
-            Err(_) => plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream did not answer in time\n",
-            ),
-            Ok(Err(e)) => {
-                // The detail (addresses, certificate names) is for the operator, not for
-                // any client on the boot network.
-                eprintln!(
-                    "autodeploy-cache: upstream unreachable: {}",
-                    fill::error_chain(&e)
-                );
-                plain(StatusCode::BAD_GATEWAY, UNREACHABLE)
-            }
-            Ok(Ok(response)) => relay(response),
-        }
-    }
 }
 
 /// The body of a 502: the reason is in the proxy's log.
-const UNREACHABLE: &str = "upstream unreachable (the proxy's log says why)\n";
+pub(crate) const UNREACHABLE: &str = "upstream unreachable (the proxy's log says why)\n";
 
 /// The stored entry's validators, so that the upstream can answer 304.
 fn add_validators(request: &mut Request<ProxyBody>, entry: &Entry) {
