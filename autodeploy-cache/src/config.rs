@@ -111,6 +111,9 @@ pub struct Config {
     pub stale_if_error: Option<Duration>,
     /// A pass-through request body must arrive whole within this time.
     pub client_body_timeout: Duration,
+    /// Fault injection for tests only: a request for exactly this path panics in its
+    /// handler (set from `AUTODEPLOY_CACHE_TEST_PANIC_PATH`; never a flag).
+    pub test_panic_path: Option<String>,
     /// Most fills (distinct objects being fetched into the cache) at once; further misses
     /// pass through uncached, so a flood of distinct URLs cannot exhaust disk or tasks.
     pub max_fills: usize,
@@ -172,6 +175,7 @@ impl Config {
                 .map(|v| parse_duration("--stale-if-error", v))
                 .transpose()?,
             client_body_timeout: Duration::from_secs(30),
+            test_panic_path: None,
             stall_after: Duration::from_secs(2),
             max_stalled_connections: 1024,
             upstream_header_timeout: Duration::from_secs(30),

@@ -8,7 +8,11 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match Config::from_args(args, std::env::var("AUTO_DEPLOY").ok()) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            // The panic-isolation test's fault injection; unset in any real deployment.
+            config.test_panic_path = std::env::var("AUTODEPLOY_CACHE_TEST_PANIC_PATH").ok();
+            config
+        }
         Err(e) => {
             eprintln!("autodeploy-cache: {e}");
             return ExitCode::from(64);

@@ -118,6 +118,9 @@ impl Proxy {
                 None,
             );
         };
+        if self.config.test_panic_path.as_deref() == Some(path.path()) {
+            panic!("fault injected by AUTODEPLOY_CACHE_TEST_PANIC_PATH");
+        }
         let mut request = request;
         *request.uri_mut() = uri;
         // Requests with Authorization take the cache path too: whether their response may

@@ -141,3 +141,50 @@ async fn a_boot_storm_backlog_and_open_entries_within_the_fd_limit() {
     assert!(fds < 100, "{fds} descriptors open under a limit of 200");
     assert_eq!(get(&url(7)).await.cache(), "HIT", "still serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_request_ends_only_that_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    // The release build (panic = "unwind" in its profile) with a fault injected on one path.
+    let proxy = crate::support::spawn_under(
+        &["env", "AUTODEPLOY_CACHE_TEST_PANIC_PATH=/boom"],
+        &origin,
+        &dir.path().join("cache"),
+        "1g",
+    );
+    // A large transfer, slowed by the origin so that it is in flight during the panic.
+    let size: u64 = 64 << 20;
+    let big = format!(
+        "http://{}/blob/{size}?seed=60&rate={}",
+        proxy.addr,
+        32 << 20
+    );
+    let transfer = tokio::spawn(crate::support::stream_check(big, 60));
+    assert!(
+        eventually(Duration::from_secs(10), || origin
+            .sent(&format!("/blob/{size}?seed=60&rate={}", 32 << 20))
+            > 0)
+        .await
+    );
+    let boom = crate::support::fetch("GET", &format!("http://{}/boom", proxy.addr), &[], b"").await;
+    assert!(
+        boom.is_err(),
+        "the panicking request got an answer: {boom:?}"
+    );
+    let done = transfer.await.unwrap().unwrap();
+    assert!(done.correct && done.len == size, "{done:?}");
+    assert_eq!(
+        get(&format!("http://{}/blob/10?seed=61", proxy.addr))
+            .await
+            .status,
+        200
+    );
+    let log = proxy.log_with(&["fault injected"]).await;
+    assert!(log.contains("fault injected"), "{log}");
+    let mut proxy = proxy;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "the proxy exited: {log}"
+    );
+}
