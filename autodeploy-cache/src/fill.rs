@@ -10,20 +10,18 @@
 //! committed (renamed into place); open handles keep working across the rename. A fill that
 //! fails is a state readers see: their response is aborted, never ended cleanly short.
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
-use crate::cache_key::CacheKey;
 use crate::entry::{self, EntryMeta};
+pub use crate::fills::{Fill, FillEnd, FillHead, Fills, Progress};
 use crate::headers;
 use crate::policy::{self, Received, unix};
 use crate::store::{Entry, Reservation, Store};
@@ -35,140 +33,6 @@ const UNKNOWN_LENGTH_STEP: u64 = 4 << 20;
 /// Where a fill hands the upstream's response back to the request that started it, when the
 /// cache cannot take the body.
 pub type Handoff = oneshot::Receiver<http::Response<Incoming>>;
-
-/// The upstream's response head, as clients will see it.
-#[derive(Debug)]
-pub struct FillHead {
-    /// Upstream status.
-    pub status: StatusCode,
-    /// End-to-end response headers.
-    pub headers: HeaderMap,
-    /// Announced body length, if any.
-    pub content_length: Option<u64>,
-    /// The temp file the body is written to.
-    pub file: Arc<File>,
-    /// Where the body starts in the file.
-    pub body_offset: u64,
-    /// The fill request's values of the headers the response varies on: a reader whose
-    /// request differs must not be given this body.
-    pub vary: Vec<(String, String)>,
-    /// Unix seconds at which the response stops being fresh.
-    pub expires_at: u64,
-}
-
-/// How a fill ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FillEnd {
-    /// The whole body is in the file.
-    Complete,
-    /// The upstream confirmed the stale entry (304); no body was fetched.
-    NotModified,
-    /// The fetch failed; `before_head` says whether any response head had arrived.
-    Failed {
-        /// What went wrong, for the log and the 502/504 body.
-        reason: String,
-        /// No response head had arrived.
-        before_head: bool,
-        /// It was a timeout (504) rather than an error (502).
-        timeout: bool,
-    },
-    /// The response is not for the cache (not storable): it went to the request that started
-    /// the fill; others fetch for themselves.
-    HandedOver,
-    /// The cache directory cannot take the body (read-only, full): as `HandedOver`.
-    NoDisk,
-}
-
-/// What readers see of a fill.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    /// The response head, once it arrived.
-    pub head: Option<Arc<FillHead>>,
-    /// Body bytes in the file so far.
-    pub written: u64,
-    /// Set once, when the fill is over.
-    pub end: Option<FillEnd>,
-}
-
-/// One upstream fetch in progress.
-#[derive(Debug)]
-pub struct Fill {
-    key: CacheKey,
-    progress: watch::Sender<Progress>,
-}
-
-impl Fill {
-    /// A receiver of this fill's progress.
-    pub fn subscribe(&self) -> watch::Receiver<Progress> {
-        self.progress.subscribe()
-    }
-
-    fn publish(&self, change: impl FnOnce(&mut Progress)) {
-        self.progress.send_modify(change);
-    }
-}
-
-/// The fills in progress, by key. Weak references: a fill lives as long as its task.
-#[derive(Debug, Default)]
-pub struct Fills {
-    map: Mutex<HashMap<String, Weak<Fill>>>,
-}
-
-impl Fills {
-    /// The fill in progress for `key`, if any.
-    pub fn find(&self, key: &CacheKey) -> Option<Arc<Fill>> {
-        self.map
-            .lock()
-            .unwrap()
-            .get(key.as_str())
-            .and_then(Weak::upgrade)
-    }
-
-    /// The fill for `key`, and whether it was created by this call (the caller must then run
-    /// it); `None` when `max` fills already run and none is for `key`.
-    pub fn find_or_create(&self, key: &CacheKey, max: usize) -> Option<(Arc<Fill>, bool)> {
-        let mut map = self.map.lock().unwrap();
-        if let Some(fill) = map.get(key.as_str()).and_then(Weak::upgrade) {
-            return Some((fill, false));
-        }
-        map.retain(|_, fill| fill.strong_count() > 0);
-        if map.len() >= max {
-            return None;
-        }
-        let (progress, _) = watch::channel(Progress::default());
-        let fill = Arc::new(Fill {
-            key: key.clone(),
-            progress,
-        });
-        map.insert(key.as_str().to_string(), Arc::downgrade(&fill));
-        Some((fill, true))
-    }
-
-    fn remove(&self, fill: &Arc<Fill>) {
-        let mut map = self.map.lock().unwrap();
-        if map
-            .get(fill.key.as_str())
-            .is_some_and(|w| w.as_ptr() == Arc::as_ptr(fill))
-        {
-            map.remove(fill.key.as_str());
-        }
-    }
-
-    /// Number of fills in progress.
-    pub fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|w| w.strong_count() > 0)
-            .count()
-    }
-
-    /// Whether no fill is in progress.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// What a fill needs besides its request.
 #[derive(Clone)]

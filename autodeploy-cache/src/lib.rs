@@ -11,7 +11,8 @@
 //! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
 //! - [`proxy`]: request handling, `X-Cache-Status`.
 //! - [`forward`]: the uncached path (pass-through, forwarding, the upstream request).
-//! - [`fill`]: one upstream fetch per key, read while it is written.
+//! - [`fills`]: the fills in progress, one per key (the single-flight lock), and their progress.
+//! - [`fill`]: one upstream fetch per key, written for readers while it downloads.
 //! - [`body`]: response bodies from an entry file or a fill in progress.
 //! - [`serve`]: answers built from an entry, a fill or an upstream response.
 //! - [`frames`]: pooled read buffers for response frames.
@@ -37,6 +38,7 @@ pub mod decide;
 pub mod entry;
 pub mod error;
 pub mod fill;
+pub mod fills;
 pub mod forward;
 pub mod frames;
 pub mod headers;
