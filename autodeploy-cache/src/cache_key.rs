@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+/// Where the variant part of a key starts.
+const VARY_MARK: &str = "\nvary:\n";
+
 /// A cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -31,6 +34,35 @@ impl CacheKey {
             Some(host) => format!("{upstream_authority}{path_and_query}\nhost:{host}"),
             None => format!("{upstream_authority}{path_and_query}"),
         };
+        Self::from_string(key)
+    }
+
+    /// The key of one variant of this (primary) key: the request's values of the headers
+    /// the response varies on, as [`crate::policy::vary_values`] gives them.
+    pub fn variant(&self, values: &[(String, String)]) -> Self {
+        let mut key = self.primary_str().to_string();
+        key.push_str(VARY_MARK);
+        for (name, value) in values {
+            // Names are tokens and values have no line breaks: this cannot be ambiguous.
+            key.push_str(&format!("{name}={value}\n"));
+        }
+        Self::from_string(key)
+    }
+
+    /// The primary key of a variant key (itself for a primary key).
+    pub fn primary(&self) -> Self {
+        match self.key.split_once(VARY_MARK) {
+            Some((primary, _)) => Self::from_string(primary.to_string()),
+            None => self.clone(),
+        }
+    }
+
+    fn primary_str(&self) -> &str {
+        self.key.split_once(VARY_MARK).map_or(&self.key, |(p, _)| p)
+    }
+
+    /// A key from its full text (as stored in an entry).
+    pub fn from_string(key: String) -> Self {
         let digest = Sha256::digest(key.as_bytes());
         // Every request computes this: a string per byte (format!) showed on the profile.
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -89,6 +121,19 @@ mod tests {
             CacheKey::new("other:6501", "/x", None),
             CacheKey::new("vc:6501", "/x", None)
         );
+    }
+
+    #[test]
+    fn variants_have_keys_of_their_own_and_know_their_primary() {
+        let primary = CacheKey::new("vc:6501", "/x", None);
+        let gzip = primary.variant(&[("accept-encoding".into(), "gzip".into())]);
+        let plain = primary.variant(&[("accept-encoding".into(), String::new())]);
+        assert_ne!(gzip, plain);
+        assert_ne!(gzip, primary);
+        assert_eq!(gzip.primary(), primary);
+        assert_eq!(primary.primary(), primary);
+        assert_eq!(gzip.variant(&[]).primary(), primary);
+        assert_eq!(CacheKey::from_string(gzip.as_str().to_string()), gzip);
     }
 
     #[test]

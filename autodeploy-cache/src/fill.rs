@@ -151,9 +151,17 @@ async fn fetch(
     ) && (response.status() == StatusCode::OK
         || !policy::freshness_lifetime(response.status(), response.headers(), ctx.valid).is_zero());
     let expires_at = expiry(response.status(), response.headers(), received, ctx.valid);
-    let vary = policy::vary_names(response.headers())
-        .map(|names| policy::vary_values(policy_request.headers(), &names))
-        .unwrap_or_default();
+    let vary_names = policy::vary_names(response.headers()).unwrap_or_default();
+    let vary = policy::vary_values(policy_request.headers(), &vary_names);
+    // A response that varies is stored under its variant's key, beside the URL's other
+    // variants; the registry's key may have been the URL's before its Vary was known.
+    let primary = fill.key.primary();
+    let entry_key = if vary.is_empty() {
+        primary.clone()
+    } else {
+        primary.variant(&vary)
+    };
+    let storable = storable && ctx.store.may_add_variant(&primary, entry_key.hash());
     let (parts, mut body) = response.into_parts();
     let content_length = headers::content_length(&parts.headers);
     let end_to_end = headers::end_to_end(&parts.headers);
@@ -175,7 +183,7 @@ async fn fetch(
         return FillEnd::NoDisk;
     }
     let meta = EntryMeta {
-        key: fill.key.as_str().to_string(),
+        key: entry_key.as_str().to_string(),
         status: parts.status.as_u16(),
         headers: header_pairs(&end_to_end),
         stored_at: received.response_time,
@@ -261,12 +269,14 @@ async fn fetch(
     // Readers have every byte now: release them before the commit's fsync.
     fill.publish(|p| p.end = Some(FillEnd::Complete));
     let store = ctx.store.clone();
-    let key = fill.key.clone();
+    let key = entry_key.clone();
     let committed =
         tokio::task::spawn_blocking(move || store.commit(&key, &temp_path, &file, written)).await;
     match committed {
         Ok(Ok(())) => {
             cleanup.0 = None;
+            ctx.store
+                .note_variant(&primary, vary_names, entry_key.hash());
             ctx.store.report_ok();
         }
         Ok(Err(e)) => ctx.store.report_trouble(&format!("cannot commit: {e}")),

@@ -6,8 +6,8 @@
 //!
 //! Where the RFC leaves a choice to the cache, this one takes the conservative side for a
 //! shared cache in front of Auto Deploy: responses with `Set-Cookie` are not stored (one
-//! host's cookie is nobody else's), and only one variant per URL is kept (RFC 9111 4.1 allows
-//! that): a request whose `Vary` headers differ is a miss that replaces it.
+//! host's cookie is nobody else's). Variants are stored side by side under keys that include
+//! their `Vary` values ([`crate::cache_key::CacheKey::variant`]), a bounded number per URL.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -162,7 +162,12 @@ impl Proxy {
     /// A GET or HEAD: gathers what is known about its key, lets [`decide`] say what it
     /// needs, and does that.
     async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
-        let key = self.key(&parts.uri, &parts.headers);
+        // A URL whose responses vary is looked up, filled and stored per variant.
+        let primary = self.key(&parts.uri, &parts.headers);
+        let key = match self.store.vary_names(&primary) {
+            Some(names) => primary.variant(&policy::vary_values(&parts.headers, &names)),
+            None => primary,
+        };
         let mut waited = false;
         loop {
             let progress = self.fills.find(&key).map(|fill| fill.subscribe());

@@ -49,6 +49,9 @@ pub struct Store {
     max_size: u64,
     inactive: Duration,
     index: Mutex<Index>,
+    /// For URLs whose responses vary: the header names they vary on and the file names of
+    /// their stored variants, by primary key. Rebuilt from entries at start.
+    variants: Mutex<HashMap<String, Variants>>,
     /// Entries already opened and parsed, so a hot hit costs no open, no parse.
     open: Mutex<HashMap<String, Entry>>,
     /// Most entries in `open`.
@@ -60,6 +63,16 @@ pub struct Store {
     /// Bytes promised to fills in progress, so that concurrent fills do not all count the
     /// same free space; the lock makes check-and-reserve one step.
     reserved: Arc<Mutex<u64>>,
+}
+
+/// Most variants stored for one URL.
+pub const MAX_VARIANTS: usize = 32;
+
+/// The variants of one URL.
+#[derive(Debug, Default)]
+struct Variants {
+    names: Vec<String>,
+    hashes: Vec<String>,
 }
 
 /// Space set aside for one fill; given back when dropped (the fill ended or was committed).
@@ -113,6 +126,7 @@ impl Store {
             max_size,
             inactive,
             index: Mutex::new(Index::default()),
+            variants: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
             max_open: open_entry_cap(),
             temp_counter: AtomicU64::new(0),
@@ -128,6 +142,8 @@ impl Store {
     }
 
     fn rebuild(&self) {
+        // Noted after the index lock is released: the locks are never held together.
+        let mut variants = Vec::new();
         let mut index = self.index.lock().unwrap();
         for level1 in read_dir(&self.root) {
             if level1.file_name() == Some("tmp".as_ref()) || !level1.is_dir() {
@@ -143,7 +159,12 @@ impl Store {
                         continue;
                     };
                     match check_file(&path) {
-                        Some(size) => {
+                        Some((size, meta)) => {
+                            if !meta.vary.is_empty() {
+                                let names = meta.vary.iter().map(|(n, _)| n.clone()).collect();
+                                let primary = CacheKey::from_string(meta.key).primary();
+                                variants.push((primary, names, name.clone()));
+                            }
                             let last_used = std::fs::metadata(&path)
                                 .and_then(|m| m.modified())
                                 .unwrap_or_else(|_| SystemTime::now());
@@ -155,6 +176,10 @@ impl Store {
                     }
                 }
             }
+        }
+        drop(index);
+        for (primary, names, hash) in variants {
+            self.note_variant(&primary, names, &hash);
         }
     }
 
@@ -334,13 +359,67 @@ impl Store {
         result
     }
 
-    /// Removes the entry for `key` (a successful unsafe request invalidated it); open
-    /// handles keep serving what they had.
-    pub fn invalidate(&self, key: &CacheKey) {
-        let known = self.index.lock().unwrap().contains(key.hash());
-        if known {
-            self.forget(key.hash());
-            let _ = std::fs::remove_file(key.path_in(&self.root));
+    /// Removes every stored response for the URL of `primary`, its variants included (a
+    /// successful unsafe request invalidated them); open handles keep serving what they had.
+    pub fn invalidate(&self, primary: &CacheKey) {
+        let mut hashes = vec![primary.hash().to_string()];
+        if let Some(variants) = self.variants.lock().unwrap().remove(primary.as_str()) {
+            hashes.extend(variants.hashes);
+        }
+        let known: Vec<String> = {
+            let mut index = self.index.lock().unwrap();
+            hashes
+                .into_iter()
+                .filter(|h| index.remove(h).is_some())
+                .collect()
+        };
+        self.remove_files(&known);
+    }
+
+    /// Whether a variant stored under `hash` may join `primary`'s: a known one, or a new one
+    /// while there are fewer than [`MAX_VARIANTS`] (a client inventing header values must not
+    /// fill the cache with variants of one URL).
+    pub fn may_add_variant(&self, primary: &CacheKey, hash: &str) -> bool {
+        let Some(known) = self
+            .variants
+            .lock()
+            .unwrap()
+            .get(primary.as_str())
+            .map(|v| v.hashes.clone())
+        else {
+            return true;
+        };
+        if known.iter().any(|h| h == hash) {
+            return true;
+        }
+        // Evicted variants no longer count.
+        let index = self.index.lock().unwrap();
+        known.iter().filter(|h| index.contains(h)).count() < MAX_VARIANTS
+    }
+
+    /// The header names responses for `primary` vary on, if they do.
+    pub fn vary_names(&self, primary: &CacheKey) -> Option<Vec<String>> {
+        self.variants
+            .lock()
+            .unwrap()
+            .get(primary.as_str())
+            .map(|v| v.names.clone())
+    }
+
+    /// Records that `primary`'s responses vary on `names` (empty: they no longer vary) and
+    /// that a variant is stored under `hash`.
+    pub fn note_variant(&self, primary: &CacheKey, names: Vec<String>, hash: &str) {
+        let mut variants = self.variants.lock().unwrap();
+        if names.is_empty() {
+            variants.remove(primary.as_str());
+            return;
+        }
+        let entry = variants.entry(primary.as_str().to_string()).or_default();
+        if entry.names != names {
+            entry.names = names;
+        }
+        if !entry.hashes.iter().any(|h| h == hash) {
+            entry.hashes.push(hash.to_string());
         }
     }
 
@@ -396,8 +475,9 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The file's size if it is a whole entry (prelude, metadata and body length agree).
-fn check_file(path: &Path) -> Option<u64> {
+/// The file's size and metadata if it is a whole entry (prelude, metadata and body length
+/// agree).
+fn check_file(path: &Path) -> Option<(u64, EntryMeta)> {
     let mut file = File::open(path).ok()?;
     let size = file.metadata().ok()?.len();
     let mut prelude = [0u8; PRELUDE_LEN as usize];
@@ -405,8 +485,8 @@ fn check_file(path: &Path) -> Option<u64> {
     let prelude = entry::decode_prelude(&prelude).ok()?;
     let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
     file.read_exact(&mut meta).ok()?;
-    entry::decode_meta(&meta).ok()?;
-    (prelude.header_len + prelude.body_len == size).then_some(size)
+    let meta = entry::decode_meta(&meta).ok()?;
+    (prelude.header_len + prelude.body_len == size).then_some((size, meta))
 }
 
 fn open_entry(path: &Path) -> Result<Entry, entry::Corrupt> {

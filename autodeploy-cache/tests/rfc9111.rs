@@ -35,29 +35,72 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_variant_is_served_only_to_requests_that_match_it() {
-    let s = setup(&[]).await;
+async fn variants_are_stored_side_by_side_and_served_only_to_matching_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    let proxy = Proxy::start(&origin.url(), &origin.ca_file, &cache, &[]).await;
     let target = "/blob/2000?seed=30&vary";
-    let url = s.proxy.url(target);
-    let gzip = [("accept-encoding", "gzip")];
-    let plain = [("accept-encoding", "identity")];
-    let first = fetch("GET", &url, &gzip, b"").await.unwrap();
-    assert_eq!(first.body, expected(1030, 0, 2000));
-    assert!(s.stored(1).await);
-    let hit = fetch("GET", &url, &gzip, b"").await.unwrap();
-    assert_eq!(
-        (hit.cache(), hit.body.clone()),
-        ("HIT", expected(1030, 0, 2000).into())
-    );
-    // Another Accept-Encoding never gets the gzip variant.
-    for _ in 0..3 {
-        let other = fetch("GET", &url, &plain, b"").await.unwrap();
-        assert_eq!(other.body, expected(30, 0, 2000), "{}", other.cache());
-        let none = fetch("GET", &url, &[], b"").await.unwrap();
-        assert_eq!(none.body, expected(30, 0, 2000), "{}", none.cache());
-        let again = fetch("GET", &url, &gzip, b"").await.unwrap();
-        assert_eq!(again.body, expected(1030, 0, 2000), "{}", again.cache());
+    let gzip: &[(&str, &str)] = &[("accept-encoding", "gzip")];
+    let plain: &[(&str, &str)] = &[("accept-encoding", "identity")];
+    let none: &[(&str, &str)] = &[];
+    let variants = [(gzip, 1030), (plain, 30), (none, 30)];
+    for (n, (headers, seed)) in variants.iter().enumerate() {
+        let first = fetch("GET", &proxy.url(target), headers, b"")
+            .await
+            .unwrap();
+        assert_eq!(first.cache(), "MISS", "{headers:?}");
+        assert_eq!(first.body, expected(*seed, 0, 2000), "{headers:?}");
+        assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == n + 1).await);
     }
+    // Each variant is a hit for its own requests, and never served to the others; also after
+    // a restart (the variants are found again from the entries).
+    for round in 0..2 {
+        for (headers, seed) in variants {
+            let r = fetch("GET", &proxy.url(target), headers, b"")
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.cache(), r.status.as_u16()),
+                ("HIT", 200),
+                "{headers:?} round {round}"
+            );
+            assert_eq!(r.body, expected(seed, 0, 2000), "{headers:?} round {round}");
+        }
+        if round == 0 {
+            proxy.stop().await;
+            let restarted = Proxy::start(&origin.url(), &origin.ca_file, &cache, &[]).await;
+            return check_after_restart(restarted, &origin, target, &variants).await;
+        }
+    }
+}
+
+async fn check_after_restart(
+    proxy: Proxy,
+    origin: &Origin,
+    target: &str,
+    variants: &[(&[(&str, &str)], u64)],
+) {
+    for (headers, seed) in variants {
+        let r = fetch("GET", &proxy.url(target), headers, b"")
+            .await
+            .unwrap();
+        assert_eq!(r.cache(), "HIT", "{headers:?} after restart");
+        assert_eq!(r.body, expected(*seed, 0, 2000));
+    }
+    assert_eq!(origin.count(target), 3, "one fetch per variant");
+    // An unsafe request invalidates every variant of the URL.
+    let post = fetch("POST", &proxy.url(target), &[], b"x").await.unwrap();
+    assert_eq!(post.status, 201);
+    for (headers, seed) in variants {
+        let r = fetch("GET", &proxy.url(target), headers, b"")
+            .await
+            .unwrap();
+        // MISS, or BYPASS while another variant's refetch is still being stored.
+        assert_ne!(r.cache(), "HIT", "{headers:?} after invalidation");
+        assert_eq!(r.body, expected(*seed, 0, 2000));
+    }
+    proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

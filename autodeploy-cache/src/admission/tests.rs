@@ -1,4 +1,5 @@
 //! Unit tests of request admission and the upstream URI.
+
 use super::*;
 
 fn target() -> Target<'static> {

@@ -1,4 +1,5 @@
 //! Unit tests of the caching rules, one per RFC rule, with fixed times.
+
 use super::*;
 
 fn h(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -1,4 +1,5 @@
 //! Unit tests of the store: entries, corruption, eviction, reservations.
+
 use super::*;
 
 fn fill(store: &Store, key: &CacheKey, body: &[u8]) {
@@ -96,4 +97,31 @@ fn inactive_entries_are_swept() {
     store.sweep(SystemTime::now() + Duration::from_secs(120));
     assert_eq!(store.len(), 0);
     assert!(!key.path_in(dir.path()).exists());
+}
+
+#[test]
+fn a_url_keeps_a_bounded_number_of_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
+    let primary = CacheKey::new("vc:6501", "/x", None);
+    let variant = |v: &str| primary.variant(&[("accept-encoding".into(), v.into())]);
+    for i in 0..MAX_VARIANTS {
+        let key = variant(&format!("e{i}"));
+        assert!(store.may_add_variant(&primary, key.hash()));
+        fill(&store, &key, b"body");
+        store.note_variant(&primary, vec!["accept-encoding".into()], key.hash());
+    }
+    let extra = variant("one too many");
+    assert!(!store.may_add_variant(&primary, extra.hash()));
+    assert!(
+        store.may_add_variant(&primary, variant("e3").hash()),
+        "a known one"
+    );
+    // An evicted variant no longer counts.
+    store.forget(variant("e0").hash());
+    assert!(store.may_add_variant(&primary, extra.hash()));
+    // Invalidating the URL removes every variant.
+    store.invalidate(&primary);
+    assert_eq!(store.len(), 0);
+    assert_eq!(store.vary_names(&primary), None);
 }
