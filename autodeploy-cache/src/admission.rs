@@ -66,7 +66,10 @@ pub fn admit<'r>(
 
 /// Request line plus header lines, as sent.
 fn head_bytes(uri: &Uri, headers: &HeaderMap) -> usize {
-    let line = uri.to_string().len() + 16;
+    // Method, version, scheme and separators: a few bytes either way.
+    let line = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + 32;
     headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
@@ -104,17 +107,36 @@ fn origin_form<'r>(uri: &'r Uri, target: &Target<'_>) -> Result<&'r PathAndQuery
 /// decode and resolve them (RFC 3986 5.2.4), so such a path names something outside the tree
 /// the client could reach otherwise; nginx answers 400 too.
 fn climbs_above_root(path: &str) -> bool {
+    // Every hit passes here: most paths have no dot segment at all.
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    // Bytes, not str slices: a split inside a multi-byte character must not panic.
+    let is_dot = |s: &[u8]| s == b"." || s.eq_ignore_ascii_case(b"%2e");
     let mut depth: i64 = 0;
     for segment in path.split('/').skip(1) {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        match decoded.as_str() {
-            ".." => {
+        let bytes = segment.as_bytes();
+        let dots = match bytes.len() {
+            0 => 1,
+            1 | 3 if is_dot(bytes) => 1,
+            2 | 4 | 6 => {
+                let (a, b) = bytes.split_at(if bytes[0] == b'.' {
+                    1
+                } else {
+                    3.min(bytes.len())
+                });
+                if is_dot(a) && is_dot(b) { 2 } else { 0 }
+            }
+            _ => 0,
+        };
+        match dots {
+            2 => {
                 depth -= 1;
                 if depth < 0 {
                     return true;
                 }
             }
-            "." | "" => {}
+            1 => {}
             _ => depth += 1,
         }
     }

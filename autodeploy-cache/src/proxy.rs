@@ -188,15 +188,11 @@ impl Proxy {
                 None => self.store.lookup(&key),
                 Some(_) => None,
             };
-            let stored_headers = entry.as_ref().map(|e| e.meta.header_map());
-            let stored = entry
-                .as_ref()
-                .zip(stored_headers.as_ref())
-                .map(|(e, headers)| Stored {
-                    headers,
-                    vary: &e.meta.vary,
-                    expires_at: e.expires_at,
-                });
+            let stored = entry.as_ref().map(|e| Stored {
+                headers: &e.head,
+                vary: &e.meta.vary,
+                expires_at: e.expires_at,
+            });
             let decision = decide(&Facts {
                 request: &parts.headers,
                 stored,

@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use crate::body::{self, Source};
 use crate::fill::{FillHead, Progress};
 use crate::headers;
-use crate::policy;
 use crate::range::{self, RangeRequest};
 use crate::store::Entry;
 use crate::upstream::ProxyBody;
@@ -63,17 +62,12 @@ pub fn empty() -> ProxyBody {
 pub fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<ProxyBody> {
     let mut response = Response::new(empty());
     *response.status_mut() = StatusCode::from_u16(entry.meta.status).unwrap_or(StatusCode::OK);
-    for (name, value) in &entry.meta.headers {
-        if let (Ok(n), Ok(v)) = (
-            header::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            response.headers_mut().append(n, v);
-        }
-    }
+    // Parsed once when the entry was opened; a clone per answer.
+    *response.headers_mut() = (*entry.head).clone();
     // The age as RFC 9111 4.2.3 computes it, replacing the upstream's (5.1).
-    let age = policy::current_age(response.headers(), entry.meta.received(), unix_now());
-    response.headers_mut().insert(header::AGE, age.into());
+    response
+        .headers_mut()
+        .insert(header::AGE, entry.age(unix_now()).into());
     if response.status() != StatusCode::OK {
         // Ranges and validators are answered for stored 200s only; others go as stored.
         let length = entry.body_len;

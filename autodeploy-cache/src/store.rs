@@ -39,6 +39,19 @@ pub struct Entry {
     pub body_len: u64,
     /// Unix seconds after which it is stale.
     pub expires_at: u64,
+    /// The stored response headers, parsed once when the entry is opened: a hit clones
+    /// them instead of parsing text (the stored `Age` left out: it is computed per answer).
+    pub head: Arc<http::HeaderMap>,
+    /// Its age when it arrived (RFC 9111 4.2.3's corrected initial age).
+    pub initial_age: u64,
+}
+
+impl Entry {
+    /// Its age at `now`.
+    pub fn age(&self, now: u64) -> u64 {
+        let arrived = self.meta.received().response_time;
+        self.initial_age.saturating_add(now.saturating_sub(arrived))
+    }
 }
 
 /// The cache directory and its index.
@@ -506,12 +519,18 @@ fn open_entry(path: &Path) -> Result<Entry, entry::Corrupt> {
     if prelude.header_len + prelude.body_len != size {
         return Err(entry::Corrupt("size does not match"));
     }
+    let mut head = meta.header_map();
+    let received = meta.received();
+    let initial_age = crate::policy::current_age(&head, received, received.response_time);
+    head.remove(http::header::AGE);
     Ok(Entry {
         file: Arc::new(file),
         meta: Arc::new(meta),
         body_offset: prelude.header_len,
         body_len: prelude.body_len,
         expires_at: prelude.expires_at,
+        head: Arc::new(head),
+        initial_age,
     })
 }
 

@@ -51,6 +51,19 @@ fn other_targets_are_refused() {
         check("GET", "http://evil:6501/x", &[HOST]),
         Err(StatusCode::FORBIDDEN)
     );
+    // Multi-byte characters where a dot segment could be: no panic, no false alarm.
+    for fine in [
+        "/\u{e9}\u{e9}",
+        "/\u{e9}\u{e9}\u{e9}",
+        "/a/\u{e9}./b",
+        "/%2e%2f",
+        "/..x",
+        "/.../",
+        "/a/..",
+    ] {
+        assert!(!climbs_above_root(fine), "{fine}");
+    }
+    assert!(climbs_above_root("/a/../../\u{e9}"));
     for climbing in [
         "/..",
         "/../etc/passwd",
