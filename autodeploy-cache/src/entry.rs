@@ -11,7 +11,13 @@
 //! (the upstream may not announce it) and the expiry can be updated after a revalidation, in
 //! place. While a fill runs the body length is blank, so a temp file can never pass for a
 //! committed entry. The index is rebuilt from preludes and metadata alone, without reading
-//! bodies.
+//! bodies. [`open_entry`] opens one for serving; [`check_file`] checks one at start.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +163,80 @@ pub fn decode_meta(bytes: &[u8]) -> Result<EntryMeta, Corrupt> {
         .strip_suffix(b"\n")
         .ok_or(Corrupt("metadata not terminated"))?;
     serde_json::from_slice(json).map_err(|_| Corrupt("metadata not JSON"))
+}
+
+/// A committed entry opened for reading. The open file keeps working if the entry is evicted
+/// or replaced meanwhile.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The entry file.
+    pub file: Arc<File>,
+    /// Stored metadata.
+    pub meta: Arc<EntryMeta>,
+    /// Where the body starts.
+    pub body_offset: u64,
+    /// Body length.
+    pub body_len: u64,
+    /// Unix seconds after which it is stale.
+    pub expires_at: u64,
+    /// The stored response headers, parsed once when the entry is opened: a hit clones
+    /// them instead of parsing text (the stored `Age` left out: it is computed per answer).
+    pub head: Arc<http::HeaderMap>,
+    /// Its age when it arrived (RFC 9111 4.2.3's corrected initial age).
+    pub initial_age: u64,
+}
+
+impl Entry {
+    /// Its age at `now`.
+    pub fn age(&self, now: u64) -> u64 {
+        let arrived = self.meta.received().response_time;
+        self.initial_age.saturating_add(now.saturating_sub(arrived))
+    }
+}
+
+/// The file's size and metadata if it is a whole entry (prelude, metadata and body length
+/// agree).
+pub fn check_file(path: &Path) -> Option<(u64, EntryMeta)> {
+    let mut file = File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut prelude = [0u8; PRELUDE_LEN as usize];
+    file.read_exact(&mut prelude).ok()?;
+    let prelude = decode_prelude(&prelude).ok()?;
+    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
+    file.read_exact(&mut meta).ok()?;
+    let meta = decode_meta(&meta).ok()?;
+    (prelude.header_len + prelude.body_len == size).then_some((size, meta))
+}
+
+/// Opens the entry file at `path` for serving: checks its prelude, metadata and size, and
+/// parses its response head once.
+pub fn open_entry(path: &Path) -> Result<Entry, Corrupt> {
+    let file = File::open(path).map_err(|_| Corrupt("cannot open"))?;
+    let size = file.metadata().map_err(|_| Corrupt("cannot stat"))?.len();
+    let mut prelude = [0u8; PRELUDE_LEN as usize];
+    file.read_exact_at(&mut prelude, 0)
+        .map_err(|_| Corrupt("short"))?;
+    let prelude = decode_prelude(&prelude)?;
+    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
+    file.read_exact_at(&mut meta, PRELUDE_LEN)
+        .map_err(|_| Corrupt("short"))?;
+    let meta = decode_meta(&meta)?;
+    if prelude.header_len + prelude.body_len != size {
+        return Err(Corrupt("size does not match"));
+    }
+    let mut head = meta.header_map();
+    let received = meta.received();
+    let initial_age = crate::policy::current_age(&head, received, received.response_time);
+    head.remove(http::header::AGE);
+    Ok(Entry {
+        file: Arc::new(file),
+        meta: Arc::new(meta),
+        body_offset: prelude.header_len,
+        body_len: prelude.body_len,
+        expires_at: prelude.expires_at,
+        head: Arc::new(head),
+        initial_age,
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! - [`frames`]: pooled read buffers for response frames.
 //! - [`store`]: the cache directory: entry files, reservations, eviction.
 //! - [`index`]: the in-memory index (sizes, totals, LRU order), pure.
+//! - [`variants`]: which URLs vary, on what, and their stored variants, pure.
 //! - [`entry`]: the on-disk entry format.
 //! - [`cache_key`]: the key and the file layout.
 //! - [`headers`]: hop-by-hop and forwarding headers.
@@ -52,6 +53,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod upstream;
+pub mod variants;
 
 pub use config::{Args, Config};
 pub use error::Error;

@@ -21,38 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::cache_key::CacheKey;
-use crate::entry::{self, EntryMeta, PRELUDE_LEN};
+pub use crate::entry::Entry;
+use crate::entry::{self, EntryMeta, check_file, open_entry};
 use crate::error::Error;
 use crate::index::Index;
-
-/// A committed entry opened for reading. The open file keeps working if the entry is evicted
-/// or replaced meanwhile.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The entry file.
-    pub file: Arc<File>,
-    /// Stored metadata.
-    pub meta: Arc<EntryMeta>,
-    /// Where the body starts.
-    pub body_offset: u64,
-    /// Body length.
-    pub body_len: u64,
-    /// Unix seconds after which it is stale.
-    pub expires_at: u64,
-    /// The stored response headers, parsed once when the entry is opened: a hit clones
-    /// them instead of parsing text (the stored `Age` left out: it is computed per answer).
-    pub head: Arc<http::HeaderMap>,
-    /// Its age when it arrived (RFC 9111 4.2.3's corrected initial age).
-    pub initial_age: u64,
-}
-
-impl Entry {
-    /// Its age at `now`.
-    pub fn age(&self, now: u64) -> u64 {
-        let arrived = self.meta.received().response_time;
-        self.initial_age.saturating_add(now.saturating_sub(arrived))
-    }
-}
+use crate::variants::{self, VariantTable};
 
 /// The cache directory and its index.
 #[derive(Debug)]
@@ -64,7 +37,7 @@ pub struct Store {
     index: Mutex<Index>,
     /// For URLs whose responses vary: the header names they vary on and the file names of
     /// their stored variants, by primary key. Rebuilt from entries at start.
-    variants: Mutex<HashMap<String, Variants>>,
+    variants: Mutex<VariantTable>,
     /// Entries already opened and parsed, so a hot hit costs no open, no parse.
     open: Mutex<HashMap<String, Entry>>,
     /// Most entries in `open`.
@@ -76,16 +49,6 @@ pub struct Store {
     /// Bytes promised to fills in progress, so that concurrent fills do not all count the
     /// same free space; the lock makes check-and-reserve one step.
     reserved: Arc<Mutex<u64>>,
-}
-
-/// Most variants stored for one URL.
-pub const MAX_VARIANTS: usize = 32;
-
-/// The variants of one URL.
-#[derive(Debug, Default)]
-struct Variants {
-    names: Vec<String>,
-    hashes: Vec<String>,
 }
 
 /// Space set aside for one fill; given back when dropped (the fill ended or was committed).
@@ -139,7 +102,7 @@ impl Store {
             max_size,
             inactive,
             index: Mutex::new(Index::default()),
-            variants: Mutex::new(HashMap::new()),
+            variants: Mutex::new(VariantTable::default()),
             open: Mutex::new(HashMap::new()),
             max_open: open_entry_cap(),
             temp_counter: AtomicU64::new(0),
@@ -376,9 +339,7 @@ impl Store {
     /// successful unsafe request invalidated them); open handles keep serving what they had.
     pub fn invalidate(&self, primary: &CacheKey) {
         let mut hashes = vec![primary.hash().to_string()];
-        if let Some(variants) = self.variants.lock().unwrap().remove(primary.as_str()) {
-            hashes.extend(variants.hashes);
-        }
+        hashes.extend(self.variants.lock().unwrap().take(primary.as_str()));
         let known: Vec<String> = {
             let mut index = self.index.lock().unwrap();
             hashes
@@ -389,51 +350,31 @@ impl Store {
         self.remove_files(&known);
     }
 
-    /// Whether a variant stored under `hash` may join `primary`'s: a known one, or a new one
-    /// while there are fewer than [`MAX_VARIANTS`] (a client inventing header values must not
-    /// fill the cache with variants of one URL).
+    /// Whether a variant stored under `hash` may join `primary`'s (at most
+    /// [`crate::variants::MAX_VARIANTS`] stored per URL).
     pub fn may_add_variant(&self, primary: &CacheKey, hash: &str) -> bool {
-        let Some(known) = self
+        let known = self
             .variants
             .lock()
             .unwrap()
-            .get(primary.as_str())
-            .map(|v| v.hashes.clone())
-        else {
-            return true;
-        };
-        if known.iter().any(|h| h == hash) {
-            return true;
-        }
-        // Evicted variants no longer count.
+            .hashes(primary.as_str())
+            .map(<[String]>::to_vec);
         let index = self.index.lock().unwrap();
-        known.iter().filter(|h| index.contains(h)).count() < MAX_VARIANTS
+        variants::may_add(known.as_deref(), hash, |h| index.contains(h))
     }
 
     /// The header names responses for `primary` vary on, if they do.
     pub fn vary_names(&self, primary: &CacheKey) -> Option<Vec<String>> {
-        self.variants
-            .lock()
-            .unwrap()
-            .get(primary.as_str())
-            .map(|v| v.names.clone())
+        self.variants.lock().unwrap().names(primary.as_str())
     }
 
     /// Records that `primary`'s responses vary on `names` (empty: they no longer vary) and
     /// that a variant is stored under `hash`.
     pub fn note_variant(&self, primary: &CacheKey, names: Vec<String>, hash: &str) {
-        let mut variants = self.variants.lock().unwrap();
-        if names.is_empty() {
-            variants.remove(primary.as_str());
-            return;
-        }
-        let entry = variants.entry(primary.as_str().to_string()).or_default();
-        if entry.names != names {
-            entry.names = names;
-        }
-        if !entry.hashes.iter().any(|h| h == hash) {
-            entry.hashes.push(hash.to_string());
-        }
+        self.variants
+            .lock()
+            .unwrap()
+            .note(primary.as_str(), names, hash);
     }
 
     /// Records a new expiry for an entry confirmed by the upstream (304), in place.
@@ -486,52 +427,6 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
-}
-
-/// The file's size and metadata if it is a whole entry (prelude, metadata and body length
-/// agree).
-fn check_file(path: &Path) -> Option<(u64, EntryMeta)> {
-    let mut file = File::open(path).ok()?;
-    let size = file.metadata().ok()?.len();
-    let mut prelude = [0u8; PRELUDE_LEN as usize];
-    file.read_exact(&mut prelude).ok()?;
-    let prelude = entry::decode_prelude(&prelude).ok()?;
-    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
-    file.read_exact(&mut meta).ok()?;
-    let meta = entry::decode_meta(&meta).ok()?;
-    (prelude.header_len + prelude.body_len == size).then_some((size, meta))
-}
-
-fn open_entry(path: &Path) -> Result<Entry, entry::Corrupt> {
-    let file = File::open(path).map_err(|_| entry::Corrupt("cannot open"))?;
-    let size = file
-        .metadata()
-        .map_err(|_| entry::Corrupt("cannot stat"))?
-        .len();
-    let mut prelude = [0u8; PRELUDE_LEN as usize];
-    file.read_exact_at(&mut prelude, 0)
-        .map_err(|_| entry::Corrupt("short"))?;
-    let prelude = entry::decode_prelude(&prelude)?;
-    let mut meta = vec![0u8; (prelude.header_len - PRELUDE_LEN) as usize];
-    file.read_exact_at(&mut meta, PRELUDE_LEN)
-        .map_err(|_| entry::Corrupt("short"))?;
-    let meta = entry::decode_meta(&meta)?;
-    if prelude.header_len + prelude.body_len != size {
-        return Err(entry::Corrupt("size does not match"));
-    }
-    let mut head = meta.header_map();
-    let received = meta.received();
-    let initial_age = crate::policy::current_age(&head, received, received.response_time);
-    head.remove(http::header::AGE);
-    Ok(Entry {
-        file: Arc::new(file),
-        meta: Arc::new(meta),
-        body_offset: prelude.header_len,
-        body_len: prelude.body_len,
-        expires_at: prelude.expires_at,
-        head: Arc::new(head),
-        initial_age,
-    })
 }
 
 #[cfg(test)]

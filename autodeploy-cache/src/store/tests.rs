@@ -105,7 +105,7 @@ fn a_url_keeps_a_bounded_number_of_variants() {
     let store = Store::open(dir.path(), 1 << 20, Duration::from_secs(3600)).unwrap();
     let primary = CacheKey::new("vc:6501", "/x", None);
     let variant = |v: &str| primary.variant(&[("accept-encoding".into(), v.into())]);
-    for i in 0..MAX_VARIANTS {
+    for i in 0..crate::variants::MAX_VARIANTS {
         let key = variant(&format!("e{i}"));
         assert!(store.may_add_variant(&primary, key.hash()));
         fill(&store, &key, b"body");
