@@ -32,6 +32,9 @@ pub struct InFlight {
     pub complete: bool,
     /// Its response is fresh now (unknown before its head arrived: `true`).
     pub fresh: bool,
+    /// Its response may serve this request: it does not vary, or the request has the
+    /// values it was fetched with (unknown before its head arrived: `true`).
+    pub matches: bool,
 }
 
 /// Everything the decision depends on.
@@ -54,8 +57,9 @@ pub struct Facts<'a> {
 pub enum Decision {
     /// Read the fill in progress, reported as `status` (`HIT` once it has every byte).
     Join(CacheStatus),
-    /// The fill in progress is complete but its response is already stale (`max-age=0`,
-    /// `no-cache`): wait for its commit, then decide again from the store.
+    /// The fill in progress is complete but its response cannot be reused for this request
+    /// (already stale, or another variant): wait for its commit, then decide again from the
+    /// store.
     AwaitCommit,
     /// The stored entry is fresh and matches the request: serve it.
     Hit,
@@ -72,7 +76,9 @@ pub enum Decision {
 /// Decides what the request needs.
 pub fn decide(facts: &Facts<'_>) -> Decision {
     if let Some(fill) = facts.fill {
-        if !fill.complete || fill.fresh {
+        // A finished fill whose response cannot be reused for this request (stale, or
+        // another variant) has its commit done within moments; then the store decides.
+        if !fill.complete || (fill.fresh && fill.matches) {
             return Decision::Join(if fill.complete {
                 CacheStatus::Hit
             } else {
@@ -182,14 +188,19 @@ mod tests {
         let running = InFlight {
             complete: false,
             fresh: true,
+            matches: true,
         };
         let done = InFlight {
             complete: true,
-            fresh: true,
+            ..running
         };
         let done_stale = InFlight {
-            complete: true,
             fresh: false,
+            ..done
+        };
+        let done_other_variant = InFlight {
+            matches: false,
+            ..done
         };
         assert_eq!(
             decide(&facts(&req, None, Some(running))),
@@ -201,6 +212,10 @@ mod tests {
         );
         assert_eq!(
             decide(&facts(&req, None, Some(done_stale))),
+            Decision::AwaitCommit
+        );
+        assert_eq!(
+            decide(&facts(&req, None, Some(done_other_variant))),
             Decision::AwaitCommit
         );
     }

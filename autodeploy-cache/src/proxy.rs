@@ -180,6 +180,10 @@ impl Proxy {
                             .as_ref()
                             .is_some_and(|h| h.content_length == Some(p.written)),
                     fresh: p.head.as_ref().is_none_or(|h| h.expires_at > now),
+                    matches: p
+                        .head
+                        .as_ref()
+                        .is_none_or(|h| policy::variant_matches(&h.vary, &parts.headers)),
                 }
             });
             // Inline: an open entry is remembered, a new one is a few reads from the page
