@@ -1,30 +1,94 @@
-//! One access-log line per request on stdout (what `docker logs` and journald read), written
-//! when the response body ends or the client goes away, so the byte count is what was sent.
+//! One access-log line per request, written when the response body ends or the client goes
+//! away, so the byte count is what was sent. On stdout by default (what `docker logs` and
+//! journald read), or appended to `--access-log FILE`, which SIGHUP reopens (logrotate's
+//! habit). `--log-format text` is nginx-like; `json` is one object per line.
 
-use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::config::LogFormat;
 use crate::status::CacheStatus;
 use crate::upstream::{BoxError, ProxyBody};
+
+/// How long the upstream took to send a response head, as a response extension for the log.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub Duration);
+
+/// Where lines go.
+#[derive(Debug)]
+pub struct Sink {
+    format: LogFormat,
+    path: Option<PathBuf>,
+    file: Mutex<Option<File>>,
+}
+
+impl Sink {
+    /// A sink writing `format` lines to `path`, or to stdout.
+    pub fn open(format: LogFormat, path: Option<PathBuf>) -> std::io::Result<Self> {
+        let file = match &path {
+            Some(p) => Some(append(p)?),
+            None => None,
+        };
+        Ok(Self {
+            format,
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Reopens the file (after logrotate moved it); nothing for stdout.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        if let Some(path) = &self.path {
+            let file = append(path)?;
+            *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+        }
+        Ok(())
+    }
+
+    fn write(&self, line: &str) {
+        match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(file) => {
+                let _ = file.write_all(line.as_bytes());
+            }
+            None => {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
+fn append(path: &PathBuf) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
 
 /// What the line says besides bytes and duration.
 #[derive(Debug)]
 pub struct Line {
     /// Client address.
     pub client: SocketAddr,
-    /// `METHOD target HTTP/x.y`.
-    pub request: String,
+    /// Request method.
+    pub method: String,
+    /// Request target as sent.
+    pub target: String,
+    /// `HTTP/1.1` and the like.
+    pub version: String,
+    /// The client's `User-Agent`, if any.
+    pub user_agent: Option<String>,
     /// Response status.
     pub status: u16,
     /// Cache status, `-` for refused requests.
     pub cache: Option<CacheStatus>,
+    /// How long the upstream took to answer, when it was asked for this response.
+    pub upstream: Option<Duration>,
     /// When the request arrived.
     pub started: Instant,
 }
@@ -34,15 +98,17 @@ pub struct LoggedBody {
     inner: ProxyBody,
     line: Line,
     bytes: u64,
+    sink: Arc<Sink>,
 }
 
 impl LoggedBody {
     /// Wraps `inner`.
-    pub fn new(inner: ProxyBody, line: Line) -> Self {
+    pub fn new(inner: ProxyBody, line: Line, sink: Arc<Sink>) -> Self {
         Self {
             inner,
             line,
             bytes: 0,
+            sink,
         }
     }
 }
@@ -75,19 +141,97 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let l = &self.line;
-        // Formatted whole first, so the shared stdout lock is held for one write only.
-        let mut line = String::with_capacity(128);
-        let _ = writeln!(
-            line,
-            "{} \"{}\" {} {} {}ms {}",
-            l.client.ip(),
-            l.request,
-            l.status,
+        // Formatted whole first, so the shared output is locked for one write only.
+        let line = format_line(
+            self.sink.format,
+            &self.line,
             self.bytes,
-            l.started.elapsed().as_millis(),
-            l.cache.map_or("-", CacheStatus::as_str)
+            SystemTime::now(),
+            self.line.started.elapsed(),
         );
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        self.sink.write(&line);
+    }
+}
+
+/// One line, newline included.
+pub fn format_line(
+    format: LogFormat,
+    l: &Line,
+    bytes: u64,
+    now: SystemTime,
+    took: Duration,
+) -> String {
+    let time = humantime::format_rfc3339_millis(now);
+    let cache = l.cache.map_or("-", CacheStatus::as_str);
+    match format {
+        LogFormat::Text => format!(
+            "{time} {} \"{} {} {}\" {} {bytes} {}ms {cache}\n",
+            l.client.ip(),
+            l.method,
+            l.target,
+            l.version,
+            l.status,
+            took.as_millis(),
+        ),
+        LogFormat::Json => {
+            let value = serde_json::json!({
+                "time": time.to_string(),
+                "client": l.client.ip().to_string(),
+                "method": l.method,
+                "path": l.target,
+                "status": l.status,
+                "bytes": bytes,
+                "duration_ms": took.as_secs_f64() * 1000.0,
+                "upstream_ms": l.upstream.map(|d| d.as_secs_f64() * 1000.0),
+                "cache_status": cache,
+                "user_agent": l.user_agent,
+            });
+            format!("{value}\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> Line {
+        Line {
+            client: "10.0.0.7:40000".parse().unwrap(),
+            method: "GET".into(),
+            target: "/vmw/rbd/tramp?x=1".into(),
+            version: "HTTP/1.1".into(),
+            user_agent: Some("gPXE/1.0".into()),
+            status: 200,
+            cache: Some(CacheStatus::Hit),
+            upstream: None,
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn text_lines_start_with_a_timestamp() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_790_000_000_123);
+        let text = format_line(LogFormat::Text, &line(), 42, now, Duration::from_millis(7));
+        assert_eq!(
+            text,
+            "2026-09-21T14:13:20.123Z 10.0.0.7 \"GET /vmw/rbd/tramp?x=1 HTTP/1.1\" 200 42 7ms HIT\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let mut l = line();
+        l.upstream = Some(Duration::from_millis(3));
+        let text = format_line(LogFormat::Json, &l, 42, now, Duration::from_millis(7));
+        assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["time"], "2026-09-21T14:13:20.000Z");
+        assert_eq!(v["path"], "/vmw/rbd/tramp?x=1");
+        assert_eq!(v["cache_status"], "HIT");
+        assert_eq!(v["user_agent"], "gPXE/1.0");
+        assert_eq!(v["upstream_ms"], 3.0);
+        assert_eq!(v["bytes"], 42);
     }
 }

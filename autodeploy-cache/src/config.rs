@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::BoolishValueParser;
 
 use crate::error::Error;
 
@@ -14,9 +15,10 @@ use crate::error::Error;
 #[derive(Debug, Parser)]
 #[command(name = "autodeploy-cache", version)]
 pub struct Args {
-    /// Address to listen on (plain HTTP, as hosts expect)
+    /// Address to listen on (plain HTTP, as hosts expect): ADDRESS:PORT, or PORT for all
+    /// addresses
     #[arg(long, env = "AUTODEPLOY_CACHE_LISTEN", default_value = "0.0.0.0:5100")]
-    pub listen: SocketAddr,
+    pub listen: String,
     /// Auto Deploy server, e.g. https://vcenter.lab:6501 [or AUTO_DEPLOY=host:port]
     #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM")]
     pub upstream: Option<String>,
@@ -40,10 +42,10 @@ pub struct Args {
     #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
     /// Do not verify the upstream's certificate (what nginx does by default)
-    #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM_INSECURE")]
+    #[arg(long, env = "AUTODEPLOY_CACHE_UPSTREAM_INSECURE", value_parser = BoolishValueParser::new())]
     pub upstream_insecure: bool,
     /// Send the client's Host upstream (as the nginx config does); Host joins the cache key
-    #[arg(long, env = "AUTODEPLOY_CACHE_FORWARD_HOST")]
+    #[arg(long, env = "AUTODEPLOY_CACHE_FORWARD_HOST", value_parser = BoolishValueParser::new())]
     pub forward_host: bool,
     /// Serve an expired entry for at most this long past its expiry when the upstream fails
     /// (a response's own stale-if-error wins) [default: no bound]
@@ -55,9 +57,29 @@ pub struct Args {
     /// Largest request body passed through (read whole before it goes upstream), e.g. 1m
     #[arg(long, env = "AUTODEPLOY_CACHE_MAX_BODY_SIZE", default_value = "1m")]
     pub max_body_size: String,
+    /// Append the access log to this file (reopened on SIGHUP) [default: stdout]
+    #[arg(long, env = "AUTODEPLOY_CACHE_ACCESS_LOG", value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// Access log format: text (one line, as nginx's) or json (one object per line)
+    #[arg(
+        long,
+        env = "AUTODEPLOY_CACHE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// How long transfers may finish after SIGTERM, e.g. 30s
     #[arg(long, env = "AUTODEPLOY_CACHE_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: String,
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `time client "request" status bytes duration cache`.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Validated settings.
@@ -83,6 +105,10 @@ pub struct Config {
     pub upstream_insecure: bool,
     /// Forward the client's Host.
     pub forward_host: bool,
+    /// Access log format.
+    pub log_format: LogFormat,
+    /// Access log file (`None`: stdout).
+    pub access_log: Option<PathBuf>,
     /// Grace period for transfers at shutdown.
     pub shutdown_grace: Duration,
     /// Timeout for connecting to the upstream and receiving its response head.
@@ -124,6 +150,8 @@ impl Config {
     pub fn from_args(args: Args, auto_deploy: Option<String>) -> Result<Self, Error> {
         let upstream = match (args.upstream, auto_deploy.filter(|v| !v.is_empty())) {
             (Some(u), _) => u,
+            // The container's variable is host:port; a URL with a scheme is taken as given.
+            (None, Some(url)) if url.contains("://") => url,
             (None, Some(hostport)) => format!("https://{hostport}"),
             (None, None) => {
                 return Err(Error::Config(
@@ -156,7 +184,9 @@ impl Config {
             ));
         }
         Ok(Self {
-            listen: args.listen,
+            listen: parse_listen(&args.listen)?,
+            log_format: args.log_format,
+            access_log: args.access_log,
             upstream_scheme: scheme,
             upstream_authority: authority,
             cache_dir: args.cache_dir,
@@ -185,6 +215,37 @@ impl Config {
             max_connections: 8192,
             max_fills: 256,
         })
+    }
+}
+
+/// `--listen`: `ADDRESS:PORT`, or a bare `PORT` for every IPv4 address (as nginx's `listen`).
+pub fn parse_listen(value: &str) -> Result<SocketAddr, Error> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    value.parse().map_err(|_| {
+        Error::Config(format!(
+            "--listen {value:?}: expected PORT or ADDRESS:PORT, such as 5100 or 0.0.0.0:5100 ([::]:5100 for IPv6)"
+        ))
+    })
+}
+
+impl Config {
+    /// Settings that work but are probably not what was meant, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.max_size == 0 {
+            out.push(
+                "--max-size 0: nothing will be cached; every request goes to the upstream".into(),
+            );
+        } else if self.max_size < 64 << 20 {
+            out.push(format!(
+                "--max-size {} bytes is under 64 MiB: Auto Deploy images are tens to hundreds of MiB, most will not be cached (try 20g)",
+                self.max_size
+            ));
+        }
+        out
     }
 }
 
@@ -228,6 +289,27 @@ mod tests {
             Duration::from_secs(86400)
         );
         assert!(parse_duration("x", "soon").is_err());
+    }
+
+    #[test]
+    fn operators_habits_are_understood() {
+        let c = Config::from_args(args(&["--listen", "5100"]), Some("vc:6501".into())).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:5100".parse().unwrap());
+        let err = Config::from_args(args(&["--listen", "51OO"]), Some("vc:6501".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORT or ADDRESS:PORT"), "{err}");
+        let c = Config::from_args(args(&[]), Some("https://vc.lab:6501".into())).unwrap();
+        assert_eq!(
+            (c.upstream_scheme.as_str(), c.upstream_authority.as_str()),
+            ("https", "vc.lab:6501")
+        );
+        let c = Config::from_args(args(&["--max-size", "0"]), Some("vc:1".into())).unwrap();
+        assert!(c.warnings()[0].contains("nothing will be cached"));
+        let c = Config::from_args(args(&["--max-size", "10m"]), Some("vc:1".into())).unwrap();
+        assert!(c.warnings()[0].contains("under 64 MiB"));
+        let c = Config::from_args(args(&[]), Some("vc:1".into())).unwrap();
+        assert!(c.warnings().is_empty());
     }
 
     #[test]

@@ -102,6 +102,7 @@ async fn fetch(
     };
     let mut cleanup = TempFile(Some(temp_path.clone()));
     let request_time = unix(SystemTime::now());
+    let asked = std::time::Instant::now();
     let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
     {
         Err(_) => return failed("upstream did not answer in time".into(), true, true),
@@ -206,6 +207,7 @@ async fn fetch(
             body_offset,
             vary,
             expires_at,
+            upstream_time: asked.elapsed(),
         }))
     });
 

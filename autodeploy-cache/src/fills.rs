@@ -30,6 +30,8 @@ pub struct FillHead {
     pub vary: Vec<(String, String)>,
     /// Unix seconds at which the response stops being fresh.
     pub expires_at: u64,
+    /// How long the upstream took to send the response head.
+    pub upstream_time: std::time::Duration,
 }
 
 /// How a fill ended.

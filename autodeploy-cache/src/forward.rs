@@ -10,6 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::access_log::UpstreamTime;
 use crate::fill;
 use crate::headers;
 use crate::proxy::{Proxy, UNREACHABLE};
@@ -89,10 +90,11 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
+        let asked = std::time::Instant::now();
         let upstream = self.upstream_request(&parts, client, body);
         match tokio::time::timeout(
             self.config.upstream_header_timeout,
-            self.client.request(upstream),
+            self.upstream().request(upstream),
         )
         .await
         {
@@ -109,7 +111,13 @@ impl Proxy {
                 );
                 plain(StatusCode::BAD_GATEWAY, UNREACHABLE)
             }
-            Ok(Ok(response)) => relay(response),
+            Ok(Ok(response)) => {
+                let mut response = relay(response);
+                response
+                    .extensions_mut()
+                    .insert(UpstreamTime(asked.elapsed()));
+                response
+            }
         }
     }
 }

@@ -57,4 +57,4 @@ pub mod variants;
 
 pub use config::{Args, Config};
 pub use error::Error;
-pub use server::run;
+pub use server::{run, serve};

@@ -1,4 +1,5 @@
-//! The `autodeploy-cache` binary: parse flags, bind, serve until SIGTERM or SIGINT.
+//! The `autodeploy-cache` binary: parse flags, bind, serve until SIGTERM or SIGINT; SIGHUP
+//! reloads.
 
 use std::process::ExitCode;
 
@@ -31,7 +32,9 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let result = runtime.block_on(async {
         let listener = autodeploy_cache::server::bind(config.listen)?;
-        autodeploy_cache::run(listener, config, shutdown_signal()).await
+        let (hup, reload) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(forward_hangups(hup));
+        autodeploy_cache::serve(listener, config, shutdown_signal(), reload).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +56,18 @@ fn raise_fd_limit() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+/// SIGHUP (nginx's reload habit) reloads what can change without a restart; it never ends
+/// the process, whose default action it would otherwise be.
+async fn forward_hangups(reload: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let _ = reload.try_send(());
     }
 }
 

@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use crate::access_log::UpstreamTime;
 use crate::admission;
 use crate::cache_key::CacheKey;
 use crate::config::Config;
@@ -30,7 +31,8 @@ pub struct Proxy {
     authority: Authority,
     /// `Host` sent upstream unless `--forward-host`.
     pub(crate) upstream_host: HeaderValue,
-    pub(crate) client: Upstream,
+    /// Rebuilt on SIGHUP (a renewed `--upstream-ca`); requests take a clone.
+    client: std::sync::RwLock<Upstream>,
     store: Arc<Store>,
     fills: Arc<Fills>,
 }
@@ -63,10 +65,26 @@ impl Proxy {
             scheme,
             authority,
             upstream_host,
-            client,
+            client: std::sync::RwLock::new(client),
             store,
             fills: Arc::new(Fills::default()),
         })
+    }
+
+    /// The upstream client now.
+    pub(crate) fn upstream(&self) -> Upstream {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Builds the upstream client again from the configuration (re-reading
+    /// `--upstream-ca`); on error the old one stays.
+    pub fn reload_upstream(&self) -> Result<(), Error> {
+        let client = crate::upstream::client(&self.config)?;
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+        Ok(())
     }
 
     /// The cache store (for sweeps).
@@ -310,7 +328,7 @@ impl Proxy {
 
     fn fill_context(&self) -> FillContext {
         FillContext {
-            client: self.client.clone(),
+            client: self.upstream(),
             store: self.store.clone(),
             fills: self.fills.clone(),
             header_timeout: self.config.upstream_header_timeout,
@@ -414,7 +432,16 @@ impl Proxy {
                     Some(CacheStatus::Bypass),
                 )
             }
-            (Some(head), _) => (serve_fill(parts, head, progress), Some(status)),
+            (Some(head), _) => {
+                let took = head.upstream_time;
+                let mut response = serve_fill(parts, head, progress);
+                // Logged for the request that waited on the upstream, not for readers that
+                // joined later.
+                if status == CacheStatus::Miss || status == CacheStatus::Expired {
+                    response.extensions_mut().insert(UpstreamTime(took));
+                }
+                (response, Some(status))
+            }
             (None, _) => (
                 plain(
                     StatusCode::BAD_GATEWAY,

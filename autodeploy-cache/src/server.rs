@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::access_log::{Line, LoggedBody};
+use crate::access_log::{Line, LoggedBody, Sink, UpstreamTime};
 use crate::admission::MAX_HEAD_BYTES;
 use crate::config::Config;
 use crate::error::Error;
@@ -55,6 +55,30 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let (_keep, reload) = tokio::sync::mpsc::channel(1);
+    serve(listener, config, shutdown, reload).await
+}
+
+/// [`run`], and each message on `reload` (SIGHUP in `main`) reopens the access log and
+/// rebuilds the upstream client (a renewed `--upstream-ca`), without dropping a request.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> Result<(), Error> {
+    let sink = Arc::new(
+        Sink::open(config.log_format, config.access_log.clone()).map_err(|e| {
+            let path = config
+                .access_log
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"));
+            Error::Config(format!("--access-log {}: {e}", path.display()))
+        })?,
+    );
+    for warning in config.warnings() {
+        eprintln!("autodeploy-cache: warning: {warning}");
+    }
     let (dir, max_size, inactive) = (config.cache_dir.clone(), config.max_size, config.inactive);
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, max_size, inactive))
         .await
@@ -84,6 +108,24 @@ pub async fn run(
         send_timeout: config.send_timeout,
     });
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
+    let reloader = {
+        let (proxy, sink) = (proxy.clone(), sink.clone());
+        tokio::spawn(async move {
+            while reload.recv().await.is_some() {
+                let log = match sink.reopen() {
+                    Ok(()) => "reopened the access log".to_string(),
+                    Err(e) => {
+                        format!("cannot reopen the access log ({e}); still writing the old one")
+                    }
+                };
+                let upstream = match proxy.reload_upstream() {
+                    Ok(()) => "re-read the upstream CA".to_string(),
+                    Err(e) => format!("kept the previous upstream settings: {e}"),
+                };
+                eprintln!("autodeploy-cache: SIGHUP: {log}; {upstream}");
+            }
+        })
+    };
     let sweeper = {
         let store = proxy.store().clone();
         tokio::spawn(async move {
@@ -119,9 +161,10 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let Ok(local) = stream.local_addr() else { continue };
                 let proxy = proxy.clone();
+                let sink = sink.clone();
                 let service = service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(respond(&proxy, request, client, local).await) }
+                    let (proxy, sink) = (proxy.clone(), sink.clone());
+                    async move { Ok::<_, Infallible>(respond(&proxy, &sink, request, client, local).await) }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -140,6 +183,7 @@ pub async fn run(
     }
     drop(listener);
     sweeper.abort();
+    reloader.abort();
     eprintln!(
         "autodeploy-cache: shutting down; letting transfers finish for up to {}",
         humantime::format_duration(grace)
@@ -161,19 +205,22 @@ pub async fn run(
 
 async fn respond(
     proxy: &Arc<Proxy>,
+    sink: &Arc<Sink>,
     request: Request<Incoming>,
     client: SocketAddr,
     local: SocketAddr,
 ) -> Response<LoggedBody> {
     let started = Instant::now();
-    let line = format!(
-        "{} {} {:?}",
-        request.method(),
-        request.uri(),
-        request.version()
-    );
+    let method = request.method().to_string();
+    let target = request.uri().to_string();
+    let version = format!("{:?}", request.version());
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let (response, cache) = proxy.handle(request, client, local).await;
     let (mut parts, body) = response.into_parts();
+    let upstream = parts.extensions.get::<UpstreamTime>().map(|t| t.0);
     if let Some(cache) = cache {
         parts
             .headers
@@ -182,10 +229,14 @@ async fn respond(
     let body: ProxyBody = body.boxed();
     let line = Line {
         client,
-        request: line,
+        method,
+        target,
+        version,
+        user_agent,
         status: parts.status.as_u16(),
         cache,
+        upstream,
         started,
     };
-    Response::from_parts(parts, LoggedBody::new(body, line))
+    Response::from_parts(parts, LoggedBody::new(body, line, sink.clone()))
 }

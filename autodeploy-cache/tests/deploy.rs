@@ -188,3 +188,87 @@ async fn a_panic_in_one_request_ends_only_that_request() {
         "the proxy exited: {log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booleans_in_the_environment_read_as_operators_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    for (value, insecure) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("TRUE", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+    ] {
+        let mut command = Command::new(crate::support::proxy_binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--upstream", &origin.url()])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .env("AUTODEPLOY_CACHE_UPSTREAM_INSECURE", value);
+        let proxy = crate::support::start_process(command);
+        let log = proxy.stderr.lock().unwrap().clone();
+        assert_eq!(
+            log.contains("certificate is not verified"),
+            insecure,
+            "AUTODEPLOY_CACHE_UPSTREAM_INSECURE={value}: {log}"
+        );
+        // Without verification the origin's test certificate is accepted.
+        let r = get(&format!("http://{}/blob/10?seed=70", proxy.addr)).await;
+        assert_eq!(r.status == 200, insecure, "{value}: {}", r.status);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reopens_the_json_access_log_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let log_path = dir.path().join("access.log");
+    let mut command = Command::new(crate::support::proxy_binary());
+    command
+        .args(crate::support::proxy_args(
+            &origin,
+            &dir.path().join("cache"),
+            "1g",
+        ))
+        .arg("--access-log")
+        .arg(&log_path)
+        .args(["--log-format", "json"]);
+    let proxy = crate::support::start_process(command);
+    let url = |seed: u32| format!("http://{}/blob/10?seed={seed}", proxy.addr);
+    let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    };
+    assert_eq!(get(&url(71)).await.status, 200);
+    assert!(eventually(Duration::from_secs(5), || lines(&log_path).len() == 1).await);
+    let first = &lines(&log_path)[0];
+    assert_eq!(first["path"], "/blob/10?seed=71");
+    assert_eq!(first["cache_status"], "MISS");
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+    assert!(first["upstream_ms"].is_number(), "{first}");
+    // logrotate moves the file away, then signals.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log_path, &rotated).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(proxy.child.id() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    let log = proxy.log_with(&["SIGHUP: reopened the access log"]).await;
+    assert!(log.contains("re-read the upstream CA"), "{log}");
+    assert_eq!(get(&url(71)).await.cache(), "HIT");
+    assert!(eventually(Duration::from_secs(5), || lines(&log_path).len() == 1).await);
+    assert_eq!(lines(&log_path)[0]["cache_status"], "HIT");
+    assert_eq!(lines(&rotated).len(), 1, "the old file keeps its line");
+    let mut proxy = proxy;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the proxy"
+    );
+}

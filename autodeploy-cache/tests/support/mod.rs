@@ -309,7 +309,11 @@ impl Drop for ProxyProcess {
 }
 
 /// The proxy binary's arguments for `origin` and `cache`: an ephemeral port on 127.0.0.1.
-fn proxy_args(origin: &origin::Origin, cache: &Path, max_size: &str) -> Vec<std::ffi::OsString> {
+pub fn proxy_args(
+    origin: &origin::Origin,
+    cache: &Path,
+    max_size: &str,
+) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = ["--listen", "127.0.0.1:0", "--max-size", max_size]
         .iter()
         .map(Into::into)
@@ -325,7 +329,7 @@ fn proxy_args(origin: &origin::Origin, cache: &Path, max_size: &str) -> Vec<std:
 
 /// Runs `command` (which ends in the proxy binary and its arguments) with stderr collected,
 /// until it listens.
-fn start_process(mut command: std::process::Command) -> ProxyProcess {
+pub fn start_process(mut command: std::process::Command) -> ProxyProcess {
     use std::process::Stdio;
     let mut child = command
         .stdin(Stdio::null())
