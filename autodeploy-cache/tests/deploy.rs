@@ -193,7 +193,7 @@ async fn a_panic_in_one_request_ends_only_that_request() {
 async fn booleans_in_the_environment_read_as_operators_write_them() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
-    for (value, insecure) in [
+    for (n, (value, insecure)) in [
         ("1", true),
         ("yes", true),
         ("on", true),
@@ -201,12 +201,15 @@ async fn booleans_in_the_environment_read_as_operators_write_them() {
         ("0", false),
         ("no", false),
         ("off", false),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut command = Command::new(crate::support::proxy_binary());
         command
             .args(["--listen", "127.0.0.1:0", "--upstream", &origin.url()])
             .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
+            .arg(dir.path().join(format!("cache{n}")))
             .env("AUTODEPLOY_CACHE_UPSTREAM_INSECURE", value);
         let proxy = crate::support::start_process(command);
         let log = proxy.stderr.lock().unwrap().clone();
