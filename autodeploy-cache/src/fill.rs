@@ -65,10 +65,13 @@ pub async fn run(
     let request = Request::from_parts(parts, body);
     let end = fetch(&fill, &ctx, request, &policy_request, stale, handoff).await;
     if let FillEnd::Failed { reason, .. } = &end {
-        eprintln!(
-            "autodeploy-cache: fill of {} failed: {reason}",
-            fill.key.as_str()
-        );
+        crate::trouble::log_once(reason, || {
+            format!(
+                "fetch failed (first for {}; the same cause is not logged again until the upstream answers): {}",
+                fill.key.as_str().lines().next().unwrap_or_default(),
+                crate::trouble::explain(reason)
+            )
+        });
     }
     fill.publish(|p| p.end = Some(end));
     ctx.fills.remove(&fill);
@@ -113,7 +116,10 @@ async fn fetch(
                 false,
             );
         }
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => {
+            crate::trouble::upstream_ok();
+            response
+        }
     };
     let received = Received {
         request_time,

@@ -105,13 +105,14 @@ impl Proxy {
             Ok(Err(e)) => {
                 // The detail (addresses, certificate names) is for the operator, not for
                 // any client on the boot network.
-                eprintln!(
-                    "autodeploy-cache: upstream unreachable: {}",
-                    fill::error_chain(&e)
-                );
+                let cause = fill::error_chain(&e);
+                crate::trouble::log_once(&cause, || {
+                    format!("upstream unreachable: {}", crate::trouble::explain(&cause))
+                });
                 plain(StatusCode::BAD_GATEWAY, UNREACHABLE)
             }
             Ok(Ok(response)) => {
+                crate::trouble::upstream_ok();
                 let mut response = relay(response);
                 response
                     .extensions_mut()

@@ -24,6 +24,7 @@
 //! - [`headers`]: hop-by-hop and forwarding headers.
 //! - [`range`]: the `Range` header.
 //! - [`upstream`]: the pooled HTTPS client.
+//! - [`trouble`]: upstream failures explained, each cause logged once.
 //! - [`access_log`]: one line per request on stdout.
 //! - [`status`], [`error`].
 
@@ -52,6 +53,7 @@ pub mod serve;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod trouble;
 pub mod upstream;
 pub mod variants;
 

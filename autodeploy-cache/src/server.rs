@@ -107,6 +107,28 @@ pub async fn serve(
         stall_after: config.stall_after,
         send_timeout: config.send_timeout,
     });
+    // One connection to the upstream, nothing sent: whether TLS and the route work is known
+    // at start, and the proxy serves either way.
+    {
+        let config = config.clone();
+        tokio::spawn(async move {
+            let upstream = format!("{}://{}", config.upstream_scheme, config.upstream_authority);
+            match upstream::probe(&config).await {
+                Ok(()) => eprintln!(
+                    "autodeploy-cache: upstream {upstream} reachable ({})",
+                    if config.upstream_insecure || config.upstream_scheme == "http" {
+                        "certificate not verified"
+                    } else {
+                        "certificate verified"
+                    }
+                ),
+                Err(e) => eprintln!(
+                    "autodeploy-cache: upstream {upstream} is not usable yet: {}; serving anyway (stale entries; 502 for the rest until it works)",
+                    crate::trouble::explain(&e)
+                ),
+            }
+        });
+    }
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
     let reloader = {
         let (proxy, sink) = (proxy.clone(), sink.clone());

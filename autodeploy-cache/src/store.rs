@@ -88,7 +88,23 @@ impl Store {
     pub fn open(root: &Path, max_size: u64, inactive: Duration) -> Result<Self, Error> {
         let err =
             |what: &str, e: std::io::Error| Error::Cache(format!("{what} {}: {e}", root.display()));
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Cache(format!(
+                "{} is a file, not a directory: give --cache-dir a directory",
+                root.display()
+            )));
+        }
         std::fs::create_dir_all(root).map_err(|e| err("cannot create", e))?;
+        if let Ok(s) = rustix::fs::statvfs(root) {
+            let free = s.f_bavail.saturating_mul(s.f_frsize);
+            if free < 64 << 20 {
+                eprintln!(
+                    "autodeploy-cache: warning: {} has {} MiB free: little will be cached until there is room",
+                    root.display(),
+                    free >> 20
+                );
+            }
+        }
         let tmp = root.join("tmp");
         // A cache directory that cannot be written (read-only, full) is not fatal: the proxy
         // then serves without storing, and says so once.

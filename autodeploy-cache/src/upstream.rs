@@ -76,6 +76,32 @@ impl tower_service::Service<Uri> for Pinned {
 
 /// Builds the upstream client from the configuration.
 pub fn client(config: &Config) -> Result<Upstream, Error> {
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(connector(config)?))
+}
+
+/// Connects to the upstream with TLS verified as configured, and sends nothing: what the
+/// start-up check uses to tell "certificate refused" from "connection refused" without
+/// making a request.
+pub async fn probe(config: &Config) -> Result<(), String> {
+    use tower_service::Service as _;
+    let mut connector = connector(config).map_err(|e| e.to_string())?;
+    let uri: Uri = format!(
+        "{}://{}/",
+        config.upstream_scheme, config.upstream_authority
+    )
+    .parse()
+    .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(10), connector.call(uri)).await {
+        Err(_) => Err("connecting timed out after 10 s".into()),
+        Ok(Err(e)) => Err(crate::fill::error_chain(e.as_ref())),
+        Ok(Ok(_connection)) => Ok(()),
+    }
+}
+
+fn connector(config: &Config) -> Result<HttpsConnector<Pinned>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -126,15 +152,11 @@ pub fn client(config: &Config) -> Result<Upstream, Error> {
         host: authority.host().to_string(),
         port: authority.port_u16().unwrap_or(default_port),
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .build(connector))
+        .wrap_connector(http))
 }
 
 /// Accepts any certificate: `--upstream-insecure` only.

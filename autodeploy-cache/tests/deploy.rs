@@ -275,3 +275,47 @@ async fn sighup_reopens_the_json_access_log_and_keeps_serving() {
         "SIGHUP ended the proxy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_and_cache_trouble_is_explained_once_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    // No --upstream-ca: the test VMCA is unknown to the public roots, as a migrating
+    // nginx user's vCenter would be.
+    let mut command = Command::new(crate::support::proxy_binary());
+    command
+        .args(["--listen", "127.0.0.1:0", "--upstream", &origin.url()])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"));
+    let proxy = crate::support::start_process(command);
+    let log = proxy.log_with(&["is not usable yet"]).await;
+    assert!(
+        log.contains("UnknownIssuer") && log.contains("--upstream-ca FILE"),
+        "the start-up check names the fix: {log}"
+    );
+    for seed in 0..3 {
+        let r = get(&format!("http://{}/blob/10?seed={seed}", proxy.addr)).await;
+        assert_eq!((r.status.as_u16(), r.cache()), (502, "MISS"));
+    }
+    let log = proxy.log_with(&["fetch failed"]).await;
+    assert_eq!(
+        log.matches("fetch failed").count(),
+        1,
+        "one line per cause, not per request: {log}"
+    );
+    assert!(origin.seen().is_empty(), "nothing was sent unverified");
+
+    // A cache directory that is a file: a clear refusal at start.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let out = Command::new(crate::support::proxy_binary())
+        .args(["--listen", "127.0.0.1:0", "--upstream", &origin.url()])
+        .arg("--cache-dir")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
