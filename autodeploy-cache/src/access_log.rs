@@ -150,6 +150,7 @@ impl Drop for LoggedBody {
             self.line.started.elapsed(),
         );
         self.sink.write(&line);
+        crate::metrics::METRICS.answered(self.line.cache, self.bytes);
     }
 }
 

@@ -30,6 +30,11 @@ const MIN_FRAME: usize = 32 << 10;
 /// Bodies being sent from the cache now.
 static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Bodies being sent from entries or fills now (the metrics' `readers`).
+pub fn readers() -> usize {
+    READERS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Counts a reader while it lives.
 struct Reader;
 

@@ -60,6 +60,14 @@ pub struct Args {
     /// Append the access log to this file (reopened on SIGHUP) [default: stdout]
     #[arg(long, env = "AUTODEPLOY_CACHE_ACCESS_LOG", value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /purge and /entries on this address (keep it private, e.g.
+    /// 127.0.0.1:5101) [default: off]
+    #[arg(
+        long,
+        env = "AUTODEPLOY_CACHE_ADMIN_LISTEN",
+        value_name = "ADDRESS:PORT"
+    )]
+    pub admin_listen: Option<String>,
     /// Access log format: text (one line, as nginx's) or json (one object per line)
     #[arg(
         long,
@@ -109,6 +117,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Access log file (`None`: stdout).
     pub access_log: Option<PathBuf>,
+    /// The admin listener's address, if any.
+    pub admin_listen: Option<SocketAddr>,
     /// Grace period for transfers at shutdown.
     pub shutdown_grace: Duration,
     /// Timeout for connecting to the upstream and receiving its response head.
@@ -178,15 +188,34 @@ impl Config {
                 "--upstream {upstream:?}: give only scheme, host and port; paths are forwarded as requested"
             )));
         }
+        let listen = parse_listen(&args.listen)?;
+        let admin_listen = args
+            .admin_listen
+            .as_deref()
+            .map(|a| {
+                parse_listen(a)
+                    .map_err(|e| Error::Config(e.to_string().replace("--listen", "--admin-listen")))
+            })
+            .transpose()?;
+        if let Some(admin) = admin_listen
+            && admin.port() != 0
+            && admin.port() == listen.port()
+        {
+            return Err(Error::Config(format!(
+                "--admin-listen {admin} shares the hosts' port {}: give the admin listener a port of its own, on a private address (e.g. 127.0.0.1:5101)",
+                listen.port()
+            )));
+        }
         if args.upstream_insecure && args.upstream_ca.is_some() {
             return Err(Error::Config(
                 "--upstream-insecure and --upstream-ca exclude each other".into(),
             ));
         }
         Ok(Self {
-            listen: parse_listen(&args.listen)?,
+            listen,
             log_format: args.log_format,
             access_log: args.access_log,
+            admin_listen,
             upstream_scheme: scheme,
             upstream_authority: authority,
             cache_dir: args.cache_dir,
@@ -310,6 +339,15 @@ mod tests {
         assert!(c.warnings()[0].contains("under 64 MiB"));
         let c = Config::from_args(args(&[]), Some("vc:1".into())).unwrap();
         assert!(c.warnings().is_empty());
+        let err = Config::from_args(
+            args(&["--admin-listen", "127.0.0.1:5100"]),
+            Some("vc:1".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("port of its own"), "{err}");
+        let c = Config::from_args(args(&["--admin-listen", "5101"]), Some("vc:1".into())).unwrap();
+        assert_eq!(c.admin_listen, Some("0.0.0.0:5101".parse().unwrap()));
     }
 
     #[test]

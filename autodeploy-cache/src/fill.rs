@@ -106,10 +106,15 @@ async fn fetch(
     let mut cleanup = TempFile(Some(temp_path.clone()));
     let request_time = unix(SystemTime::now());
     let asked = std::time::Instant::now();
+    crate::metrics::METRICS.upstream_requests.inc();
     let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
     {
-        Err(_) => return failed("upstream did not answer in time".into(), true, true),
+        Err(_) => {
+            crate::metrics::METRICS.upstream_failures.inc();
+            return failed("upstream did not answer in time".into(), true, true);
+        }
         Ok(Err(e)) => {
+            crate::metrics::METRICS.upstream_failures.inc();
             return failed(
                 format!("upstream unreachable: {}", error_chain(&e)),
                 true,

@@ -91,6 +91,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
         let asked = std::time::Instant::now();
+        crate::metrics::METRICS.upstream_requests.inc();
         let upstream = self.upstream_request(&parts, client, body);
         match tokio::time::timeout(
             self.config.upstream_header_timeout,
@@ -98,11 +99,15 @@ impl Proxy {
         )
         .await
         {
-            Err(_) => plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream did not answer in time\n",
-            ),
+            Err(_) => {
+                crate::metrics::METRICS.upstream_failures.inc();
+                plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream did not answer in time\n",
+                )
+            }
             Ok(Err(e)) => {
+                crate::metrics::METRICS.upstream_failures.inc();
                 // The detail (addresses, certificate names) is for the operator, not for
                 // any client on the boot network.
                 let cause = fill::error_chain(&e);

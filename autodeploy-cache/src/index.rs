@@ -8,6 +8,12 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug)]
 struct Slot {
     size: u64,
+    /// The full cache key, for listing and purging by prefix.
+    key: String,
+    /// When it was stored.
+    stored: SystemTime,
+    /// Times it was served from the cache since it was indexed.
+    hits: u64,
     last_used: SystemTime,
     /// Monotonic use counter for LRU order (wall-clock ties are common).
     tick: u64,
@@ -22,13 +28,16 @@ pub struct Index {
 }
 
 impl Index {
-    /// Records an entry of `size` bytes last used at `last_used` (replacing any of that
+    /// Records the entry for `key` of `size` bytes stored at `stored` (replacing any of that
     /// name) as the most recently used.
-    pub fn insert(&mut self, hash: &str, size: u64, last_used: SystemTime) {
+    pub fn insert(&mut self, hash: &str, key: &str, size: u64, stored: SystemTime) {
         self.tick += 1;
         let slot = Slot {
             size,
-            last_used,
+            key: key.to_string(),
+            stored,
+            hits: 0,
+            last_used: stored,
             tick: self.tick,
         };
         if let Some(old) = self.slots.insert(hash.to_string(), slot) {
@@ -51,6 +60,7 @@ impl Index {
         if let Some(slot) = self.slots.get_mut(hash) {
             slot.last_used = now;
             slot.tick = tick;
+            slot.hits += 1;
         }
     }
 
@@ -72,6 +82,23 @@ impl Index {
     /// Bytes of all entries.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Every entry: file name, key, size, when stored, hits.
+    pub fn list(&self) -> Vec<(String, String, u64, SystemTime, u64)> {
+        self.slots
+            .iter()
+            .map(|(h, s)| (h.clone(), s.key.clone(), s.size, s.stored, s.hits))
+            .collect()
+    }
+
+    /// File names of the entries whose key starts with `prefix`.
+    pub fn with_key_prefix(&self, prefix: &str) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.key.starts_with(prefix))
+            .map(|(h, _)| h.clone())
+            .collect()
     }
 
     /// Removes and returns the least recently used entry.
@@ -132,9 +159,9 @@ mod tests {
     fn totals_follow_inserts_replacements_and_removals() {
         let mut index = Index::default();
         let now = SystemTime::UNIX_EPOCH + T;
-        index.insert("a", 10, now);
-        index.insert("b", 20, now);
-        index.insert("a", 5, now);
+        index.insert("a", "ka", 10, now);
+        index.insert("b", "kb", 20, now);
+        index.insert("a", "ka", 5, now);
         assert_eq!((index.len(), index.total()), (2, 25));
         assert_eq!(index.remove("b"), Some(20));
         assert_eq!(index.remove("b"), None);
@@ -146,7 +173,7 @@ mod tests {
         let mut index = Index::default();
         let now = SystemTime::UNIX_EPOCH + T;
         for (hash, size) in [("a", 10), ("b", 10), ("c", 10)] {
-            index.insert(hash, size, now);
+            index.insert(hash, hash, size, now);
         }
         index.touch("a", now);
         assert_eq!(index.take_over(20), ["b"]);
@@ -160,11 +187,14 @@ mod tests {
     fn inactive_entries_are_taken_by_last_use() {
         let mut index = Index::default();
         let start = SystemTime::UNIX_EPOCH + T;
-        index.insert("old", 1, start);
-        index.insert("new", 1, start + Duration::from_secs(3000));
+        index.insert("old", "k/old", 1, start);
+        index.insert("new", "k/new", 1, start + Duration::from_secs(3000));
         let taken =
             index.take_inactive(start + Duration::from_secs(3601), Duration::from_secs(3600));
         assert_eq!(taken, ["old"]);
         assert!(index.contains("new") && !index.contains("old"));
+        assert_eq!(index.with_key_prefix("k/n"), ["new"]);
+        index.touch("new", start);
+        assert_eq!(index.list()[0].4, 1, "a hit");
     }
 }

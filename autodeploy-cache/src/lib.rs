@@ -25,13 +25,15 @@
 //! - [`range`]: the `Range` header.
 //! - [`upstream`]: the pooled HTTPS client.
 //! - [`trouble`]: upstream failures explained, each cause logged once.
-//! - [`access_log`]: one line per request on stdout.
+//! - [`access_log`]: one line per request on stdout or a file, text or JSON.
+//! - [`admin`], [`metrics`]: the admin listener (metrics, health, purge, entries).
 //! - [`status`], [`error`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod access_log;
+pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod cache_key;
@@ -45,6 +47,7 @@ pub mod forward;
 pub mod frames;
 pub mod headers;
 pub mod index;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod range;

@@ -87,6 +87,11 @@ impl Proxy {
         Ok(())
     }
 
+    /// The validated settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The cache store (for sweeps).
     pub fn store(&self) -> &Arc<Store> {
         &self.store

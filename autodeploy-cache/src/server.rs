@@ -130,6 +130,15 @@ pub async fn serve(
         });
     }
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(addr) = proxy.config().admin_listen {
+        let admin = bind(addr)?;
+        eprintln!(
+            "autodeploy-cache: admin on {} (/metrics, /healthz, /purge, /entries)",
+            admin.local_addr().map_err(Error::Listen)?
+        );
+        tokio::spawn(crate::admin::serve(admin, proxy.clone(), draining.clone()));
+    }
     let reloader = {
         let (proxy, sink) = (proxy.clone(), sink.clone());
         tokio::spawn(async move {
@@ -204,6 +213,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
     sweeper.abort();
     reloader.abort();
     eprintln!(

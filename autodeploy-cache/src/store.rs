@@ -154,13 +154,13 @@ impl Store {
                         Some((size, meta)) => {
                             if !meta.vary.is_empty() {
                                 let names = meta.vary.iter().map(|(n, _)| n.clone()).collect();
-                                let primary = CacheKey::from_string(meta.key).primary();
+                                let primary = CacheKey::from_string(meta.key.clone()).primary();
                                 variants.push((primary, names, name.clone()));
                             }
                             let last_used = std::fs::metadata(&path)
                                 .and_then(|m| m.modified())
                                 .unwrap_or_else(|_| SystemTime::now());
-                            index.insert(&name, size, last_used);
+                            index.insert(&name, &meta.key, size, last_used);
                         }
                         None => {
                             let _ = std::fs::remove_file(&path);
@@ -274,7 +274,10 @@ impl Store {
             }
             let victim = self.index.lock().unwrap().pop_oldest();
             match victim {
-                Some(hash) => self.remove_files(&[hash]),
+                Some(hash) => {
+                    crate::metrics::METRICS.evictions.inc();
+                    self.remove_files(&[hash]);
+                }
                 None => return None,
             }
         }
@@ -316,7 +319,7 @@ impl Store {
         self.index
             .lock()
             .unwrap()
-            .insert(key.hash(), size, SystemTime::now());
+            .insert(key.hash(), key.as_str(), size, SystemTime::now());
         self.evict_over_size();
         Ok(())
     }
@@ -351,9 +354,41 @@ impl Store {
         result
     }
 
+    /// Removes every entry whose key starts with `prefix` (an admin's purge); open handles
+    /// keep serving what they had. Returns how many.
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        let victims = {
+            let mut index = self.index.lock().unwrap();
+            let hashes = index.with_key_prefix(prefix);
+            for hash in &hashes {
+                index.remove(hash);
+            }
+            hashes
+        };
+        self.remove_files(&victims);
+        victims.len()
+    }
+
+    /// Every entry: key, size, when stored, hits.
+    pub fn entries(&self) -> Vec<(String, u64, SystemTime, u64)> {
+        self.index
+            .lock()
+            .unwrap()
+            .list()
+            .into_iter()
+            .map(|(_, key, size, stored, hits)| (key, size, stored, hits))
+            .collect()
+    }
+
+    /// Whether storing is failing now (full or read-only disk).
+    pub fn in_trouble(&self) -> bool {
+        self.trouble.load(Ordering::Relaxed)
+    }
+
     /// Removes every stored response for the URL of `primary`, its variants included (a
-    /// successful unsafe request invalidated them); open handles keep serving what they had.
-    pub fn invalidate(&self, primary: &CacheKey) {
+    /// successful unsafe request or an admin's purge); open handles keep serving what they
+    /// had. Returns how many.
+    pub fn invalidate(&self, primary: &CacheKey) -> usize {
         let mut hashes = vec![primary.hash().to_string()];
         hashes.extend(self.variants.lock().unwrap().take(primary.as_str()));
         let known: Vec<String> = {
@@ -364,6 +399,7 @@ impl Store {
                 .collect()
         };
         self.remove_files(&known);
+        known.len()
     }
 
     /// Whether a variant stored under `hash` may join `primary`'s (at most
@@ -421,12 +457,18 @@ impl Store {
     /// `--max-size`.
     pub fn sweep(&self, now: SystemTime) {
         let victims = self.index.lock().unwrap().take_inactive(now, self.inactive);
+        crate::metrics::METRICS
+            .evictions
+            .inc_by(victims.len() as u64);
         self.remove_files(&victims);
         self.evict_over_size();
     }
 
     fn evict_over_size(&self) {
         let victims = self.index.lock().unwrap().take_over(self.max_size);
+        crate::metrics::METRICS
+            .evictions
+            .inc_by(victims.len() as u64);
         self.remove_files(&victims);
     }
 

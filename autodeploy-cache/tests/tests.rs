@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod caching;
 mod crash;
 mod deploy;

@@ -1,0 +1,150 @@
+//! The proxy's Prometheus metrics (text exposition through `prometheus-client`): counters
+//! updated where things happen, gauges read from the store and the fills when scraped.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::status::CacheStatus;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric, registered once.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    sent_bytes: Family<Labels, Counter>,
+    /// Requests sent upstream (fills and pass-through).
+    pub upstream_requests: Counter,
+    /// Upstream requests that got no response (refused, TLS, timeout).
+    pub upstream_failures: Counter,
+    /// Entries removed to make room or after `--inactive`.
+    pub evictions: Counter,
+    fills: Gauge,
+    readers: Gauge,
+    entries: Gauge,
+    disk_bytes: Gauge,
+    disk_trouble: Gauge,
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// What the store and the fills say at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// Fills in progress.
+    pub fills: usize,
+    /// Bodies being sent from entries or fills.
+    pub readers: usize,
+    /// Committed entries.
+    pub entries: usize,
+    /// Their bytes on disk.
+    pub disk_bytes: u64,
+    /// Storing is failing.
+    pub disk_trouble: bool,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("autodeploy_cache");
+        let m = Self {
+            requests: Family::default(),
+            sent_bytes: Family::default(),
+            upstream_requests: Counter::default(),
+            upstream_failures: Counter::default(),
+            evictions: Counter::default(),
+            fills: Gauge::default(),
+            readers: Gauge::default(),
+            entries: Gauge::default(),
+            disk_bytes: Gauge::default(),
+            disk_trouble: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by X-Cache-Status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "sent_bytes",
+            "Response body bytes sent to clients, by where they came from (cache or upstream)",
+            m.sent_bytes.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Requests sent to the upstream",
+            m.upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Upstream requests that got no response (refused, TLS, timeout)",
+            m.upstream_failures.clone(),
+        );
+        registry.register(
+            "evictions",
+            "Entries removed to make room or as inactive",
+            m.evictions.clone(),
+        );
+        registry.register(
+            "fills_in_progress",
+            "Objects being fetched into the cache now",
+            m.fills.clone(),
+        );
+        registry.register(
+            "readers",
+            "Response bodies being sent from entries or from fills in progress (waiters included)",
+            m.readers.clone(),
+        );
+        registry.register("entries", "Committed entries", m.entries.clone());
+        registry.register(
+            "disk_bytes",
+            "Bytes of committed entries",
+            m.disk_bytes.clone(),
+        );
+        registry.register(
+            "disk_trouble",
+            "1 while storing fails (full or read-only cache directory)",
+            m.disk_trouble.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Counts one answered request and the bytes its body sent.
+    pub fn answered(&self, cache: Option<CacheStatus>, bytes: u64) {
+        let status = cache.map_or("NONE", CacheStatus::as_str);
+        self.requests
+            .get_or_create(&vec![("cache_status", status)])
+            .inc();
+        let source = match cache {
+            Some(
+                CacheStatus::Hit
+                | CacheStatus::Stale
+                | CacheStatus::Updating
+                | CacheStatus::Revalidated,
+            ) => "cache",
+            Some(_) => "upstream",
+            None => "proxy",
+        };
+        self.sent_bytes
+            .get_or_create(&vec![("source", source)])
+            .inc_by(bytes);
+    }
+
+    /// The exposition text, with the gauges set from `now`.
+    pub fn render(&self, now: Snapshot) -> String {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.fills.set(gauge(now.fills as u64));
+        self.readers.set(gauge(now.readers as u64));
+        self.entries.set(gauge(now.entries as u64));
+        self.disk_bytes.set(gauge(now.disk_bytes));
+        self.disk_trouble.set(i64::from(now.disk_trouble));
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,175 @@
+//! The admin listener of the shipped binary: metrics that move as requests are served and
+//! parse as Prometheus text, health, entries, and purges that free the disk at once while a
+//! transfer of the purged entry still completes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use http_body_util::BodyExt as _;
+
+use crate::support::origin::{Origin, expected};
+use crate::support::{ProxyProcess, cache_files, eventually, fetch, get};
+
+async fn start(dir: &std::path::Path, origin: &Origin) -> (ProxyProcess, String) {
+    let mut command = Command::new(crate::support::proxy_binary());
+    command
+        .args(crate::support::proxy_args(origin, &dir.join("cache"), "1g"))
+        .args(["--admin-listen", "127.0.0.1:0"]);
+    let proxy = crate::support::start_process(command);
+    let log = proxy.log_with(&["admin on "]).await;
+    let admin = log
+        .split("admin on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the admin address is logged")
+        .to_string();
+    (proxy, format!("http://{admin}"))
+}
+
+/// The value of the sample `name` (with its labels, as written) in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every line is a comment, `# EOF` or `name{labels} value`.
+fn well_formed(text: &str) -> bool {
+    text.ends_with("# EOF\n")
+        && text.lines().all(|l| {
+            if l.starts_with('#') {
+                return true;
+            }
+            let Some((name, value)) = l.rsplit_once(' ') else {
+                return false;
+            };
+            let name_ok = name.split('{').next().is_some_and(|n| {
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            name_ok && value.parse::<f64>().is_ok()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_entries_follow_what_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let (proxy, admin) = start(dir.path(), &origin).await;
+    let health = get(&format!("{admin}/healthz")).await;
+    assert_eq!(
+        (health.status.as_u16(), &health.body[..]),
+        (200, &b"ok\n"[..])
+    );
+    // The admin port is not the proxy's: the hosts' port forwards /metrics upstream.
+    let size = 1 << 20;
+    let target = format!("/blob/{size}?seed=80");
+    let url = format!("http://{}{target}", proxy.addr);
+    assert_eq!(get(&url).await.cache(), "MISS");
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &dir.path().join("cache")
+        )
+        .0 == 1)
+        .await
+    );
+    assert_eq!(get(&url).await.cache(), "HIT");
+    let text = String::from_utf8(get(&format!("{admin}/metrics")).await.body.to_vec()).unwrap();
+    assert!(well_formed(&text), "{text}");
+    let s = |name| sample(&text, name);
+    assert_eq!(
+        s("autodeploy_cache_requests_total{cache_status=\"MISS\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        s("autodeploy_cache_requests_total{cache_status=\"HIT\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("autodeploy_cache_sent_bytes_total{source=\"cache\"}"),
+        Some(size as f64)
+    );
+    assert_eq!(
+        s("autodeploy_cache_sent_bytes_total{source=\"upstream\"}"),
+        Some(size as f64)
+    );
+    assert_eq!(s("autodeploy_cache_upstream_requests_total"), Some(1.0));
+    assert_eq!(s("autodeploy_cache_entries"), Some(1.0));
+    assert!(s("autodeploy_cache_disk_bytes").unwrap() > size as f64);
+    assert_eq!(s("autodeploy_cache_disk_trouble"), Some(0.0));
+    let entries: serde_json::Value =
+        serde_json::from_slice(&get(&format!("{admin}/entries")).await.body).unwrap();
+    assert_eq!(entries[0]["key"], target);
+    assert_eq!(entries[0]["hits"], 1);
+    assert!(entries[0]["size"].as_u64().unwrap() > size);
+    let wrong = fetch("GET", &format!("{admin}/purge?url=/x"), &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_frees_the_disk_and_lets_a_transfer_in_progress_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let (proxy, admin) = start(dir.path(), &origin).await;
+    let cache = dir.path().join("cache");
+    let size: u64 = 32 << 20;
+    let target = format!("/blob/{size}?seed=81");
+    let url = format!("http://{}{target}", proxy.addr);
+    get(&url).await;
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
+    // A hit, read one frame at a time: the purge comes while it is under way.
+    let client = crate::support::client();
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(response.headers()["x-cache-status"], "HIT");
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    while got.len() < 1 << 20 {
+        let frame = body.frame().await.unwrap().unwrap();
+        got.extend_from_slice(frame.data_ref().unwrap());
+    }
+    let purged = fetch(
+        "POST",
+        &format!(
+            "{admin}/purge?url={}",
+            target.replace('?', "%3F").replace('=', "%3D")
+        ),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged.status, 200, "{:?}", purged.body);
+    let answer: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(answer["purged"], 1);
+    assert_eq!(cache_files(&cache).0, 0, "the space is freed at once");
+    while let Some(frame) = body.frame().await {
+        got.extend_from_slice(frame.unwrap().data_ref().unwrap());
+    }
+    assert!(
+        got == expected(81, 0, size),
+        "the transfer under way completed intact"
+    );
+    assert_eq!(
+        get(&url).await.cache(),
+        "MISS",
+        "the next request fetches again"
+    );
+
+    // By prefix.
+    for seed in [82, 83] {
+        get(&format!("http://{}/blob/10?seed={seed}", proxy.addr)).await;
+    }
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 3).await);
+    let purged = fetch("POST", &format!("{admin}/purge?prefix=/blob/10"), &[], b"")
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(answer["purged"], 2);
+    assert_eq!(cache_files(&cache).0, 1);
+    let bad = fetch("POST", &format!("{admin}/purge?url=x"), &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 400);
+}
