@@ -25,6 +25,7 @@
 //! - [`range`]: the `Range` header.
 //! - [`upstream`]: the pooled HTTPS client.
 //! - [`trouble`]: upstream failures explained, each cause logged once.
+//! - [`warm`]: the `warm` subcommand (fetch a list of paths through a running proxy).
 //! - [`access_log`]: one line per request on stdout or a file, text or JSON.
 //! - [`admin`], [`metrics`]: the admin listener (metrics, health, purge, entries).
 //! - [`status`], [`error`].
@@ -59,6 +60,7 @@ pub mod store;
 pub mod trouble;
 pub mod upstream;
 pub mod variants;
+pub mod warm;
 
 pub use config::{Args, Config};
 pub use error::Error;

@@ -173,3 +173,94 @@ async fn purge_frees_the_disk_and_lets_a_transfer_in_progress_finish() {
         .unwrap();
     assert_eq!(bad.status, 400);
 }
+
+fn warm(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(crate::support::proxy_binary())
+        .arg("warm")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_fetches_each_path_once_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let log = dir.path().join("access.log");
+    let mut command = Command::new(crate::support::proxy_binary());
+    command
+        .args(crate::support::proxy_args(
+            &origin,
+            &dir.path().join("cache"),
+            "1g",
+        ))
+        .arg("--access-log")
+        .arg(&log);
+    let proxy = crate::support::start_process(command);
+    let base = format!("http://{}", proxy.addr);
+    let list = dir.path().join("paths.txt");
+    std::fs::write(
+        &list,
+        "# boot files of esx-01\n/blob/100000?seed=90\n\n/blob/200000?seed=91\n/blob/100000?seed=90\n/nothing-here\n",
+    )
+    .unwrap();
+    let (code, out) = warm(&["--proxy", &base, list.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "a path failed: {out}");
+    assert!(
+        out.contains("3 paths: 0 already cached, 2 fetched, 1 failed"),
+        "{out}"
+    );
+    assert!(out.contains("FAILED (HTTP 404) /nothing-here"), "{out}");
+    assert_eq!(origin.count("/blob/100000?seed=90"), 1);
+    assert_eq!(origin.count("/blob/200000?seed=91"), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &dir.path().join("cache")
+        )
+        .0 == 2)
+        .await
+    );
+    std::fs::write(&list, "/blob/100000?seed=90\n/blob/200000?seed=91\n").unwrap();
+    let (code, out) = warm(&[
+        "--proxy",
+        &base,
+        "--concurrency",
+        "1",
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("2 paths: 2 already cached, 0 fetched, 0 failed"),
+        "{out}"
+    );
+
+    // Another proxy, warmed from the first one's access log.
+    let other_cache = dir.path().join("other");
+    let other = crate::support::spawn(&origin, &other_cache, "1g");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 5)
+        .await
+    );
+    let (code, out) = warm(&[
+        "--proxy",
+        &format!("http://{}", other.addr),
+        "--from-log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("2 paths: 0 already cached, 2 fetched, 0 failed"),
+        "{out}"
+    );
+    assert!(eventually(Duration::from_secs(10), || cache_files(&other_cache).0 == 2).await);
+    let (code, out) = warm(&["--proxy", "ftp://x", list.to_str().unwrap()]);
+    assert_eq!(code, Some(64), "{out}");
+}
