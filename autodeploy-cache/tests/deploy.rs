@@ -319,3 +319,21 @@ async fn upstream_and_cache_trouble_is_explained_once_with_the_fix() {
     assert!(stderr.contains("is a file, not a directory"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(crate::support::proxy_binary())
+        .args(["--listen", &addr, "--upstream", "https://127.0.0.1:1"])
+        .arg("--cache-dir")
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
