@@ -57,6 +57,10 @@ async fn a_full_file_system_evicts_then_passes_through_and_recovers() {
     let log = proxy.log_with(&["cannot store", "storing in"]).await;
     assert_eq!(log.matches("cannot store").count(), 1, "{log}");
     assert!(log.contains("storing in"), "{log}");
+    assert!(
+        log.contains("MiB free: little will be cached"),
+        "a nearly full disk is said at start: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
