@@ -76,10 +76,11 @@ bench: build bench-tools
 demo: build bench-tools
 	python3 scripts/demo.py
 
-# Long fault tests: 200 kill -9 rounds, 2,000 connections for five minutes, and a million
+# Long fault tests: 200 kill -9 rounds, 2,000 connections for five minutes, a 1 GiB object
+# to 200 slow readers, and a million
 # cases for each parser property test (failures are kept in proptest-regressions/).
 soak: build
-	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 --nocapture crash load fuzz
+	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 --nocapture crash load fuzz a_large_object
 
 lint:
 	$(CARGO) fmt --all -- --check

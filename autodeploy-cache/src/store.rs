@@ -314,12 +314,14 @@ impl Store {
         let dir = path.parent().expect("entry paths have a parent");
         std::fs::create_dir_all(dir)?;
         std::fs::rename(temp, &path)?;
-        File::open(dir)?.sync_all()?;
+        // Indexed as soon as it is in place, so that the file and the index agree at once;
+        // the directory sync that makes the rename durable follows.
         self.open.lock().unwrap().remove(key.hash());
         self.index
             .lock()
             .unwrap()
             .insert(key.hash(), key.as_str(), size, SystemTime::now());
+        File::open(dir)?.sync_all()?;
         self.evict_over_size();
         Ok(())
     }

@@ -26,6 +26,20 @@ async fn start(dir: &std::path::Path, origin: &Origin) -> (ProxyProcess, String)
     (proxy, format!("http://{admin}"))
 }
 
+/// Waits (bounded) until the index lists `n` entries: the index learns of an entry just after
+/// its file is renamed into place, so files on disk are not enough.
+async fn indexed(admin: &str, n: usize) -> bool {
+    for _ in 0..500 {
+        let list: serde_json::Value =
+            serde_json::from_slice(&get(&format!("{admin}/entries")).await.body).unwrap();
+        if list.as_array().map_or(0, Vec::len) == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// The value of the sample `name` (with its labels, as written) in Prometheus text.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -65,13 +79,19 @@ async fn metrics_health_and_entries_follow_what_is_served() {
     let target = format!("/blob/{size}?seed=80");
     let url = format!("http://{}{target}", proxy.addr);
     assert_eq!(get(&url).await.cache(), "MISS");
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &dir.path().join("cache")
-        )
-        .0 == 1)
-        .await
-    );
+    // Stored and indexed, and the fill gone: the next request is a hit from the entry.
+    let mut settled = false;
+    for _ in 0..500 {
+        let text = String::from_utf8(get(&format!("{admin}/metrics")).await.body.to_vec()).unwrap();
+        if sample(&text, "autodeploy_cache_entries") == Some(1.0)
+            && sample(&text, "autodeploy_cache_fills_in_progress") == Some(0.0)
+        {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(settled);
     assert_eq!(get(&url).await.cache(), "HIT");
     let text = String::from_utf8(get(&format!("{admin}/metrics")).await.body.to_vec()).unwrap();
     assert!(well_formed(&text), "{text}");
@@ -118,7 +138,7 @@ async fn purge_frees_the_disk_and_lets_a_transfer_in_progress_finish() {
     let target = format!("/blob/{size}?seed=81");
     let url = format!("http://{}{target}", proxy.addr);
     get(&url).await;
-    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
+    assert!(indexed(&admin, 1).await);
     // A hit, read one frame at a time: the purge comes while it is under way.
     let client = crate::support::client();
     let response = client.get(url.parse().unwrap()).await.unwrap();
@@ -161,7 +181,7 @@ async fn purge_frees_the_disk_and_lets_a_transfer_in_progress_finish() {
     for seed in [82, 83] {
         get(&format!("http://{}/blob/10?seed={seed}", proxy.addr)).await;
     }
-    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 3).await);
+    assert!(indexed(&admin, 3).await);
     let purged = fetch("POST", &format!("{admin}/purge?prefix=/blob/10"), &[], b"")
         .await
         .unwrap();
