@@ -466,6 +466,25 @@ fn a_proxy_port_the_host_firewall_blocks_is_logged() {
     assert!(host.wait_until_idle(WAIT));
 }
 
+/// Skips `(...))` of an arithmetic expansion whose `$(` was consumed: arithmetic runs no
+/// command.
+fn skip_arithmetic(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    let mut open = 1;
+    for c in chars.by_ref() {
+        match c {
+            '(' => open += 1,
+            ')' => {
+                open -= 1;
+                if open == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    chars.next();
+}
+
 /// The command names a shell script runs: the first word of every simple command, outside
 /// quotes and arithmetic but inside `$(...)`, also within double quotes.
 fn commands_in(script: &str) -> std::collections::BTreeSet<String> {
@@ -523,21 +542,7 @@ fn commands_in(script: &str) -> std::collections::BTreeSet<String> {
                 '$' if chars.peek() == Some(&'(') => {
                     chars.next();
                     if chars.peek() == Some(&'(') {
-                        // Arithmetic: skip to the matching `))`.
-                        let mut open = 1;
-                        for a in chars.by_ref() {
-                            match a {
-                                '(' => open += 1,
-                                ')' => {
-                                    open -= 1;
-                                    if open == 0 {
-                                        break;
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                        chars.next();
+                        skip_arithmetic(&mut chars);
                     } else {
                         in_double = false;
                         depth += 1;
@@ -577,20 +582,7 @@ fn commands_in(script: &str) -> std::collections::BTreeSet<String> {
                 end_word(&mut word, &mut at_command);
                 chars.next();
                 if chars.peek() == Some(&'(') {
-                    let mut open = 1;
-                    for a in chars.by_ref() {
-                        match a {
-                            '(' => open += 1,
-                            ')' => {
-                                open -= 1;
-                                if open == 0 {
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    chars.next();
+                    skip_arithmetic(&mut chars);
                     word.push('$');
                 } else {
                     depth += 1;

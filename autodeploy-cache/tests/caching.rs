@@ -6,26 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{Proxy, cache_files, eventually, fetch, get, temp_files};
-
-struct Setup {
-    dir: tempfile::TempDir,
-    origin: Origin,
-    proxy: Proxy,
-}
-
-async fn setup(flags: &[&str]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        flags,
-    )
-    .await;
-    Setup { dir, origin, proxy }
-}
+use crate::support::{Proxy, cache_files, eventually, fetch, get, setup, temp_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_with_identical_bodies() {

@@ -6,33 +6,7 @@
 use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{Proxy, cache_files, eventually, fetch, get};
-
-struct Setup {
-    dir: tempfile::TempDir,
-    origin: Origin,
-    proxy: Proxy,
-}
-
-async fn setup(flags: &[&str]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        flags,
-    )
-    .await;
-    Setup { dir, origin, proxy }
-}
-
-impl Setup {
-    async fn stored(&self, n: usize) -> bool {
-        let cache = self.dir.path().join("cache");
-        eventually(Duration::from_secs(10), || cache_files(&cache).0 == n).await
-    }
-}
+use crate::support::{Proxy, cache_files, eventually, fetch, get, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variants_are_stored_side_by_side_and_served_only_to_matching_requests() {

@@ -19,6 +19,35 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 
+/// An origin and an in-process proxy in front of it, in one temp dir.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub origin: origin::Origin,
+    pub proxy: Proxy,
+}
+
+/// Starts an origin and a proxy with `flags`.
+pub async fn setup(flags: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin::Origin::start(dir.path()).await;
+    let proxy = Proxy::start(
+        &origin.url(),
+        &origin.ca_file,
+        &dir.path().join("cache"),
+        flags,
+    )
+    .await;
+    Setup { dir, origin, proxy }
+}
+
+impl Setup {
+    /// Waits (bounded) until `n` entry files are in the cache directory.
+    pub async fn stored(&self, n: usize) -> bool {
+        let cache = self.dir.path().join("cache");
+        eventually(Duration::from_secs(10), || cache_files(&cache).0 == n).await
+    }
+}
+
 /// A proxy running in this process.
 pub struct Proxy {
     pub addr: SocketAddr,
