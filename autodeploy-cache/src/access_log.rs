@@ -76,13 +76,14 @@ pub struct Line {
     /// Client address.
     pub client: SocketAddr,
     /// Request method.
-    pub method: String,
+    pub method: http::Method,
     /// Request target as sent.
-    pub target: String,
+    pub target: http::Uri,
     /// `HTTP/1.1` and the like.
-    pub version: String,
-    /// The client's `User-Agent`, if any.
-    pub user_agent: Option<String>,
+    pub version: http::Version,
+    /// The client's `User-Agent`, if any. Kept as received (cheap clones, no text made
+    /// until the line is written).
+    pub user_agent: Option<http::HeaderValue>,
     /// Response status.
     pub status: u16,
     /// Cache status, `-` for refused requests.
@@ -166,7 +167,7 @@ pub fn format_line(
     let cache = l.cache.map_or("-", CacheStatus::as_str);
     match format {
         LogFormat::Text => format!(
-            "{time} {} \"{} {} {}\" {} {bytes} {}ms {cache}\n",
+            "{time} {} \"{} {} {:?}\" {} {bytes} {}ms {cache}\n",
             l.client.ip(),
             l.method,
             l.target,
@@ -178,14 +179,14 @@ pub fn format_line(
             let value = serde_json::json!({
                 "time": time.to_string(),
                 "client": l.client.ip().to_string(),
-                "method": l.method,
-                "path": l.target,
+                "method": l.method.as_str(),
+                "path": l.target.to_string(),
                 "status": l.status,
                 "bytes": bytes,
                 "duration_ms": took.as_secs_f64() * 1000.0,
                 "upstream_ms": l.upstream.map(|d| d.as_secs_f64() * 1000.0),
                 "cache_status": cache,
-                "user_agent": l.user_agent,
+                "user_agent": l.user_agent.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             });
             format!("{value}\n")
         }
@@ -199,10 +200,10 @@ mod tests {
     fn line() -> Line {
         Line {
             client: "10.0.0.7:40000".parse().unwrap(),
-            method: "GET".into(),
-            target: "/vmw/rbd/tramp?x=1".into(),
-            version: "HTTP/1.1".into(),
-            user_agent: Some("gPXE/1.0".into()),
+            method: http::Method::GET,
+            target: "/vmw/rbd/tramp?x=1".parse().unwrap(),
+            version: http::Version::HTTP_11,
+            user_agent: Some(http::HeaderValue::from_static("gPXE/1.0")),
             status: 200,
             cache: Some(CacheStatus::Hit),
             upstream: None,

@@ -23,7 +23,8 @@ const VARY_MARK: &str = "\nvary:\n";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     key: String,
-    hash: String,
+    /// Lower-case hex of the first 16 bytes of the key's SHA-256, inline: no allocation.
+    hash: [u8; 32],
 }
 
 impl CacheKey {
@@ -66,10 +67,10 @@ impl CacheKey {
         let digest = Sha256::digest(key.as_bytes());
         // Every request computes this: a string per byte (format!) showed on the profile.
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hash = String::with_capacity(32);
-        for b in &digest[..16] {
-            hash.push(HEX[usize::from(b >> 4)] as char);
-            hash.push(HEX[usize::from(b & 0xf)] as char);
+        let mut hash = [0u8; 32];
+        for (i, b) in digest[..16].iter().enumerate() {
+            hash[2 * i] = HEX[usize::from(b >> 4)];
+            hash[2 * i + 1] = HEX[usize::from(b & 0xf)];
         }
         Self { key, hash }
     }
@@ -81,12 +82,13 @@ impl CacheKey {
 
     /// Hex file name.
     pub fn hash(&self) -> &str {
-        &self.hash
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.hash).unwrap_or_default()
     }
 
     /// `root/<last hex char>/<the two before it>/<hash>`, as nginx's `levels=1:2`.
     pub fn path_in(&self, root: &Path) -> PathBuf {
-        path_of_hash(root, &self.hash)
+        path_of_hash(root, self.hash())
     }
 }
 

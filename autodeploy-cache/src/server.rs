@@ -243,13 +243,11 @@ async fn respond(
     local: SocketAddr,
 ) -> Response<LoggedBody> {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let target = request.uri().to_string();
-    let version = format!("{:?}", request.version());
-    let user_agent = request
-        .headers()
-        .get(http::header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // Clones of shared bytes, not text: the line is formatted once, when it is written.
+    let method = request.method().clone();
+    let target = request.uri().clone();
+    let version = request.version();
+    let user_agent = request.headers().get(http::header::USER_AGENT).cloned();
     let (response, cache) = proxy.handle(request, client, local).await;
     let (mut parts, body) = response.into_parts();
     let upstream = parts.extensions.get::<UpstreamTime>().map(|t| t.0);
