@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
 use crate::support::origin::{Origin, expected};
+use crate::support::raw;
 use crate::support::{Proxy, cache_files, eventually, fetch, get};
 
 fn config(
@@ -134,14 +133,6 @@ async fn a_damaged_entry_file_is_a_miss_and_is_replaced() {
         assert_eq!(get(&proxy.url(target)).await.cache(), "HIT");
         proxy.stop().await;
     }
-}
-
-async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(request).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

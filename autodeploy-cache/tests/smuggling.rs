@@ -9,6 +9,7 @@ use clap::Parser as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::Proxy;
+use crate::support::raw;
 use crate::support::raw_origin::{Drain, RawOrigin};
 
 fn config(origin: &RawOrigin, cache: &std::path::Path, flags: &[&str]) -> autodeploy_cache::Config {
@@ -22,16 +23,6 @@ fn config(origin: &RawOrigin, cache: &std::path::Path, flags: &[&str]) -> autode
     args.extend(flags.iter().map(|s| s.to_string()));
     autodeploy_cache::Config::from_args(autodeploy_cache::Args::try_parse_from(args).unwrap(), None)
         .unwrap()
-}
-
-/// Sends `request` on a new connection and reads until the proxy closes it (every request
-/// here says `Connection: close`) or 10 s pass.
-async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(request).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn status(answer: &str) -> &str {

@@ -217,6 +217,17 @@ pub async fn stream_check(url: String, seed: u64) -> Result<Streamed, String> {
     })
 }
 
+/// Sends `request` as bytes on a new connection and reads until the proxy closes it (or 10 s
+/// pass): for requests no HTTP client library would send.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Polls `check` until it holds, for at most `within`.
 pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + within;
