@@ -214,19 +214,21 @@ background() {
     [ -f "$dir/ca.pem" ] && ca=--ca-file=$dir/ca.pem
     # The message goes through stdin, the credentials through the 0600 config file: neither a
     # secret nor user text lands in an argument list.
-    printf '%s' "$message" | "$bin" --config "$dir/config.toml" $ca post --deadline "${remaining}s" - \
+    dup=
+    [ "$ALLOW_DUPLICATE" = true ] && dup=--allow-duplicate
+    printf '%s' "$message" | "$bin" --config "$dir/config.toml" $ca post $dup --deadline "${remaining}s" - \
         > "$dir/out" 2> "$dir/err"
     rc=$?
     result=$(one_line "$dir/err" 600)
     case $rc in
-    0) log "posted $(sed -n 's/^posted //p' "$dir/out")" ;;
-    65)
-        if [ "$ALLOW_DUPLICATE" = true ] && grep -q duplicate "$dir/err"; then
+    0)
+        if grep -q '^duplicate' "$dir/out"; then
             log "already posted (duplicate text), counted as success"
         else
-            log "post rejected (exit 65): $result"
+            log "posted $(sed -n 's/^posted //p' "$dir/out")"
         fi
         ;;
+    65) log "post rejected (exit 65): $result" ;;
     77) log "post refused, not retrying (exit 77): $result" ;;
     *) log "post failed (exit $rc): $result" ;;
     esac

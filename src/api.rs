@@ -113,6 +113,9 @@ pub struct Posted {
     pub text: String,
     /// Why the id is unknown, for a warning.
     pub warning: Option<String>,
+    /// Nothing was posted: X refused the text as a duplicate and `--allow-duplicate` counts
+    /// that as done.
+    pub duplicate: bool,
 }
 
 impl Posted {
@@ -167,6 +170,7 @@ pub fn interpret(version: ApiVersion, response: &Response) -> Result<Posted, Fai
                     "X answered HTTP {} (posted) but {why}; the post's id is unknown",
                     response.status
                 )),
+                duplicate: false,
             }
         }));
     }
@@ -213,6 +217,7 @@ fn parse_posted(version: ApiVersion, json: Option<&Value>) -> Option<Posted> {
         id: Some(id.to_string()),
         text: text.as_str().unwrap_or_default().to_string(),
         warning: None,
+        duplicate: false,
     })
 }
 

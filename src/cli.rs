@@ -94,6 +94,10 @@ pub struct PostArgs {
     /// Print the exact request and send nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Count X's refusal of a duplicate text as done: exit 0, a note on stderr, and
+    /// `duplicate` on stdout
+    #[arg(long)]
+    pub allow_duplicate: bool,
     /// Give up retrying after this long, e.g. 2m or 10m
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub deadline: Duration,
@@ -210,6 +214,7 @@ fn run_post(
     let policy = RetryPolicy {
         deadline: args.deadline,
         attempt_timeout: global.timeout,
+        allow_duplicate: args.allow_duplicate,
         ..RetryPolicy::default()
     };
     let verbose = global.verbose > 0;
@@ -290,9 +295,15 @@ fn dry_run_text(request: &Outgoing, authorization: &str) -> String {
 
 fn posted_text(posted: &Posted, json: bool) -> String {
     if json {
-        let value =
-            serde_json::json!({ "id": posted.id, "text": posted.text, "url": posted.url() });
+        let value = serde_json::json!({
+            "id": posted.id,
+            "text": posted.text,
+            "url": posted.url(),
+            "duplicate": posted.duplicate,
+        });
         format!("{value}\n")
+    } else if posted.duplicate {
+        "duplicate (already posted)\n".to_string()
     } else {
         match posted.url() {
             Some(url) => format!("posted {url}\n"),

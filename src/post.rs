@@ -85,6 +85,8 @@ pub struct RetryPolicy {
     pub first_backoff: Duration,
     /// The backoff never exceeds this.
     pub max_backoff: Duration,
+    /// X's duplicate refusal ends the post successfully (nothing new was posted).
+    pub allow_duplicate: bool,
 }
 
 impl Default for RetryPolicy {
@@ -94,6 +96,7 @@ impl Default for RetryPolicy {
             attempt_timeout: Duration::from_secs(30),
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            allow_duplicate: false,
         }
     }
 }
@@ -151,6 +154,18 @@ pub fn post_with_retries(
                             "an earlier attempt posted this text (its answer was lost; X now refuses it as a duplicate); the post's id is unknown"
                                 .to_string(),
                         ),
+                        duplicate: false,
+                    });
+                }
+                Err(Failure::Duplicate(_)) if policy.allow_duplicate => {
+                    return Ok(Posted {
+                        id: None,
+                        text: String::new(),
+                        warning: Some(
+                            "X refused the text as a duplicate of a recent post: counted as done (--allow-duplicate)"
+                                .to_string(),
+                        ),
+                        duplicate: true,
                     });
                 }
                 Err(Failure::Duplicate(e) | Failure::Fatal(e)) => return Err(e),

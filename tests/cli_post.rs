@@ -158,6 +158,12 @@ fn duplicate_text_is_rejected_with_exit_65() {
         assert_eq!(out.code, 65, "{out:?}");
         assert!(out.stderr.contains("duplicate"), "{out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        // --allow-duplicate: done, with a note, and `duplicate` for scripts to read.
+        let out = case.run(&["--api", api, "--allow-duplicate", "same"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(out.stdout, "duplicate (already posted)\n");
+        assert!(out.stderr.contains("--allow-duplicate"), "{out:?}");
+        assert_eq!(case.x.posted(), ["same"], "nothing new was posted");
     }
 }
 
