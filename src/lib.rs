@@ -11,6 +11,7 @@
 //! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
 //! - [`bundle`]: the Auto Deploy script bundle that announces a host's boot.
 //! - [`vib`], [`depot`]: the agent as a community VIB and an offline depot (ESXi 8 and 9).
+//! - [`output`]: how the build tools write their files (temp file, mode, rename).
 //! - [`cli`]: the command line.
 //! - [`error`]: the error type and the documented exit codes.
 
@@ -25,6 +26,7 @@ pub mod credentials;
 pub mod depot;
 pub mod error;
 pub mod oauth;
+pub mod output;
 pub mod post;
 pub mod transport;
 pub mod vib;

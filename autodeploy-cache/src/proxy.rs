@@ -172,16 +172,6 @@ impl Proxy {
         CacheKey::new(&self.config.upstream_authority, target, host)
     }
 
-    /// Whether `entry`, expired, may be served instead of the upstream's answer now.
-    fn may_serve_stale(&self, entry: &Entry) -> bool {
-        policy::may_serve_stale_on_error(
-            &entry.meta.header_map(),
-            entry.expires_at,
-            unix_now(),
-            self.config.stale_if_error,
-        )
-    }
-
     /// A GET or HEAD: gathers what is known about its key, lets [`decide`] say what it
     /// needs, and does that.
     async fn cached(self: &Arc<Self>, parts: http::request::Parts, client: SocketAddr) -> Answer {
@@ -344,8 +334,9 @@ impl Proxy {
 
     /// Answers from a fill: waits for its response head, then streams its body as it grows.
     /// `handoff` is given to the request that started the fill: a response the fill cannot
-    /// store comes back through it. `stale` is the expired entry it refreshes, served if the
-    /// upstream fails.
+    /// store comes back through it. `stale` is the expired entry it refreshes, given only
+    /// when [`decide`] found that it may stand in (its directives, `--stale-if-error`), and
+    /// served if the upstream fails.
     async fn from_fill(
         self: &Arc<Self>,
         parts: &http::request::Parts,
@@ -388,9 +379,7 @@ impl Proxy {
                 }
             }
             (None, Some(FillEnd::Failed { timeout, .. })) => match stale {
-                Some(entry) if self.may_serve_stale(&entry) => {
-                    (serve_entry(parts, entry), Some(CacheStatus::Stale))
-                }
+                Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Stale)),
                 _ if timeout => (
                     plain(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -422,7 +411,7 @@ impl Proxy {
                     }
                 };
                 if response.status().is_server_error()
-                    && let Some(entry) = stale.filter(|e| self.may_serve_stale(e))
+                    && let Some(entry) = stale
                 {
                     return (serve_entry(parts, entry), Some(CacheStatus::Stale));
                 }

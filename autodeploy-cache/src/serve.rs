@@ -3,7 +3,7 @@
 //! progress, an upstream response relayed as is, and the proxy's own short text answers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -31,10 +31,7 @@ pub fn relay(response: Response<Incoming>) -> Response<ProxyBody> {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::policy::unix(SystemTime::now())
 }
 
 /// A short text answer of the proxy's own.

@@ -38,6 +38,9 @@ pub struct Store {
     /// For URLs whose responses vary: the header names they vary on and the file names of
     /// their stored variants, by primary key. Rebuilt from entries at start.
     variants: Mutex<VariantTable>,
+    /// Set once any URL is known to vary: until then (and for Auto Deploy, whose responses
+    /// are not known to vary, perhaps for ever) a request skips the table's lock.
+    any_variants: std::sync::atomic::AtomicBool,
     /// Entries already opened and parsed, so a hot hit costs no open, no parse.
     open: Mutex<HashMap<String, Entry>>,
     /// Most entries in `open`.
@@ -119,6 +122,7 @@ impl Store {
             inactive,
             index: Mutex::new(Index::default()),
             variants: Mutex::new(VariantTable::default()),
+            any_variants: std::sync::atomic::AtomicBool::new(false),
             open: Mutex::new(HashMap::new()),
             max_open: open_entry_cap(),
             temp_counter: AtomicU64::new(0),
@@ -419,12 +423,18 @@ impl Store {
 
     /// The header names responses for `primary` vary on, if they do.
     pub fn vary_names(&self, primary: &CacheKey) -> Option<Vec<String>> {
+        if !self.any_variants.load(Ordering::Relaxed) {
+            return None;
+        }
         self.variants.lock().unwrap().names(primary.as_str())
     }
 
     /// Records that `primary`'s responses vary on `names` (empty: they no longer vary) and
     /// that a variant is stored under `hash`.
     pub fn note_variant(&self, primary: &CacheKey, names: Vec<String>, hash: &str) {
+        if !names.is_empty() {
+            self.any_variants.store(true, Ordering::Relaxed);
+        }
         self.variants
             .lock()
             .unwrap()

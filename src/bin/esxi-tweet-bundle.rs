@@ -29,25 +29,6 @@ struct Args {
     output: PathBuf,
 }
 
-/// Writes `bytes` to `path` with mode 0600 (the bundle holds the credentials), through a
-/// temp file and a rename, so that no reader ever sees it half written or readable by others.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
-}
-
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -63,7 +44,8 @@ fn main() -> ExitCode {
         None => esxi_tweet::bundle::build_config_only(&args.config),
     }
     .and_then(|tgz| {
-        write_private(&args.output, &tgz).map_err(|e| {
+        // It holds the credentials: private from the first byte.
+        esxi_tweet::output::write_atomically(&args.output, &tgz, 0o600).map_err(|e| {
             esxi_tweet::Error::Internal(format!("cannot write {}: {e}", args.output.display()))
         })
     });

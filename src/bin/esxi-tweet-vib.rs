@@ -76,11 +76,7 @@ fn source_date_epoch() -> u64 {
         .unwrap_or(0)
 }
 
-/// Write-then-rename, so that no reader sees half a file.
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let fail = |e: std::io::Error| Error::Internal(format!("cannot write {}: {e}", path.display()));
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    std::fs::write(&temp, bytes).map_err(fail)?;
-    std::fs::rename(&temp, path).map_err(fail)
+    esxi_tweet::output::write_atomically(path, bytes, 0o644)
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
 }
