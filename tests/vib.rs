@@ -255,6 +255,16 @@ const VMWARE_ORDER: [&str; 19] = [
     "payloads",
 ];
 
+/// The descriptor's `file-list`.
+fn file_list(descriptor: &Node) -> Vec<&str> {
+    descriptor
+        .child("file-list")
+        .children
+        .iter()
+        .map(|f| f.text.trim())
+        .collect()
+}
+
 fn check_descriptor_fields(d: &Node) {
     assert_eq!(d.name, "vib");
     assert_eq!(d.attr("version"), Some("5.0"));
@@ -312,12 +322,7 @@ fn the_vib_reads_back_as_esxi_reads_it() {
 
     // The file list is exactly the payload's files, on community-allowed paths.
     let files = payload_files(&vib);
-    let listed: Vec<&str> = descriptor
-        .child("file-list")
-        .children
-        .iter()
-        .map(|f| f.text.trim())
-        .collect();
+    let listed = file_list(&descriptor);
     let in_payload: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(listed, in_payload);
     for path in &listed {
@@ -364,12 +369,7 @@ fn a_firewall_ruleset_is_added_on_request() {
     let (_, vib, _) = make_vib(&["--firewall-port", "3128"]);
     let descriptor = verify_vib(&vib).unwrap();
     let files = payload_files(&vib);
-    let listed: Vec<&str> = descriptor
-        .child("file-list")
-        .children
-        .iter()
-        .map(|f| f.text.trim())
-        .collect();
+    let listed = file_list(&descriptor);
     assert_eq!(
         listed,
         [

@@ -11,11 +11,11 @@ use crate::support::origin::{Origin, expected};
 use crate::support::{ProxyProcess, cache_files, eventually, fetch, get};
 
 async fn start(dir: &std::path::Path, origin: &Origin) -> (ProxyProcess, String) {
-    let mut command = Command::new(crate::support::proxy_binary());
-    command
-        .args(crate::support::proxy_args(origin, &dir.join("cache"), "1g"))
-        .args(["--admin-listen", "127.0.0.1:0"]);
-    let proxy = crate::support::start_process(command);
+    let proxy = crate::support::spawn_with(
+        origin,
+        &dir.join("cache"),
+        &["--admin-listen", "127.0.0.1:0"],
+    );
     let log = proxy.log_with(&["admin on "]).await;
     let admin = log
         .split("admin on ")
@@ -211,16 +211,11 @@ async fn warm_fetches_each_path_once_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
     let log = dir.path().join("access.log");
-    let mut command = Command::new(crate::support::proxy_binary());
-    command
-        .args(crate::support::proxy_args(
-            &origin,
-            &dir.path().join("cache"),
-            "1g",
-        ))
-        .arg("--access-log")
-        .arg(&log);
-    let proxy = crate::support::start_process(command);
+    let proxy = crate::support::spawn_with(
+        &origin,
+        &dir.path().join("cache"),
+        &["--access-log", log.to_str().unwrap()],
+    );
     let base = format!("http://{}", proxy.addr);
     let list = dir.path().join("paths.txt");
     std::fs::write(

@@ -229,17 +229,16 @@ async fn sighup_reopens_the_json_access_log_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
     let log_path = dir.path().join("access.log");
-    let mut command = Command::new(crate::support::proxy_binary());
-    command
-        .args(crate::support::proxy_args(
-            &origin,
-            &dir.path().join("cache"),
-            "1g",
-        ))
-        .arg("--access-log")
-        .arg(&log_path)
-        .args(["--log-format", "json"]);
-    let proxy = crate::support::start_process(command);
+    let proxy = crate::support::spawn_with(
+        &origin,
+        &dir.path().join("cache"),
+        &[
+            "--access-log",
+            log_path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+    );
     let url = |seed: u32| format!("http://{}/blob/10?seed={seed}", proxy.addr);
     let lines = |path: &std::path::Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(path)

@@ -390,6 +390,13 @@ pub fn spawn(origin: &origin::Origin, cache: &Path, max_size: &str) -> ProxyProc
     spawn_under(&[], origin, cache, max_size)
 }
 
+/// [`spawn`] with `extra` arguments after the usual ones.
+pub fn spawn_with(origin: &origin::Origin, cache: &Path, extra: &[&str]) -> ProxyProcess {
+    let mut command = std::process::Command::new(proxy_binary());
+    command.args(proxy_args(origin, cache, "1g")).args(extra);
+    start_process(command)
+}
+
 /// [`spawn`] under a wrapper command that execs the binary (`prlimit --nofile=N --`).
 pub fn spawn_under(
     wrapper: &[&str],
