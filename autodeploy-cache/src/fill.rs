@@ -174,6 +174,7 @@ async fn fetch(
         primary.variant(&vary)
     };
     let storable = storable && ctx.store.may_add_variant(&primary, entry_key.hash());
+    let initial_age = policy::current_age(response.headers(), received, received.response_time);
     let (parts, mut body) = response.into_parts();
     let content_length = headers::content_length(&parts.headers);
     let end_to_end = headers::end_to_end(&parts.headers);
@@ -219,6 +220,8 @@ async fn fetch(
             vary,
             expires_at,
             upstream_time: asked.elapsed(),
+            initial_age,
+            received_at: received.response_time,
         }))
     });
 

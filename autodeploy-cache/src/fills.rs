@@ -32,6 +32,11 @@ pub struct FillHead {
     pub expires_at: u64,
     /// How long the upstream took to send the response head.
     pub upstream_time: std::time::Duration,
+    /// The response's age when it arrived (RFC 9111 4.2.3), and when that was (Unix
+    /// seconds): a reader served from the finished fill gets its `Age` as from an entry.
+    pub initial_age: u64,
+    /// Unix seconds when the response arrived.
+    pub received_at: u64,
 }
 
 /// How a fill ended.

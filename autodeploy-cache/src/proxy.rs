@@ -428,11 +428,18 @@ impl Proxy {
             }
             (Some(head), _) => {
                 let took = head.upstream_time;
+                let age = head
+                    .initial_age
+                    .saturating_add(unix_now().saturating_sub(head.received_at));
                 let mut response = serve_fill(parts, head, progress);
                 // Logged for the request that waited on the upstream, not for readers that
                 // joined later.
                 if status == CacheStatus::Miss || status == CacheStatus::Expired {
                     response.extensions_mut().insert(UpstreamTime(took));
+                }
+                // From the cache (the fill had finished): its age, as an entry's (5.1).
+                if status == CacheStatus::Hit {
+                    response.headers_mut().insert(header::AGE, age.into());
                 }
                 (response, Some(status))
             }
