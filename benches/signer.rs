@@ -37,7 +37,7 @@ fn weighted_length(c: &mut Criterion) {
     for urls in [1_000usize, 10_000] {
         let text = "https://a.co ".repeat(urls);
         c.bench_function(&format!("weighted length, {urls} URLs"), |b| {
-            b.iter(|| esxi_tweet::weighted_length::weighted_length(&text))
+            b.iter(|| esxi_tweet::twitter_text::weighted_length(&text))
         });
     }
 }

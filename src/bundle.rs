@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::api::ApiVersion;
 use crate::config::{self, FileConfig};
 use crate::error::Error;
-use crate::weighted_length::{MAX_WEIGHTED_LENGTH, weighted_length};
+use crate::twitter_text::{MAX_WEIGHTED_LENGTH, weighted_length};
 
 /// The member's name inside the bundle (and on the host, under
 /// `/etc/rc.local.d/autodeploy/scripts/`).

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::oauth;
 use crate::post::{self, RetryPolicy, SystemClock};
 use crate::transport::{Transport, TransportOptions};
-use crate::weighted_length::{MAX_WEIGHTED_LENGTH, weighted_length};
+use crate::twitter_text::{MAX_WEIGHTED_LENGTH, weighted_length};
 
 const EXIT_CODES: &str = "\
 Exit codes:

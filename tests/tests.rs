@@ -9,4 +9,5 @@ mod cli_post;
 mod cli_sign_and_config;
 mod esxi_compat;
 mod signer_property;
+mod twitter_text;
 mod vib;

@@ -1,0 +1,180 @@
+//! twitter-text's own conformance data (`tests/data/twitter-text`, Apache 2.0: X's counting
+//! library's test suite) against our counter: every v3 weighted-length case, every URL
+//! extraction case, every top-level domain.
+
+use esxi_tweet::twitter_text::{self, urls};
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn load(name: &str) -> Yaml {
+    let path = format!(
+        "{}/tests/data/twitter-text/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .remove(0)
+}
+
+fn section<'y>(doc: &'y Yaml, name: &str) -> &'y Vec<Yaml> {
+    doc["tests"][name]
+        .as_vec()
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
+fn text(case: &Yaml) -> &str {
+    case["text"].as_str().expect("a text")
+}
+
+fn int(value: &Yaml) -> usize {
+    usize::try_from(value.as_i64().expect("a number")).expect("not negative")
+}
+
+/// The URLs our extractor finds, as strings with their code point indices.
+fn extract(text: &str) -> Vec<(String, [usize; 2])> {
+    let chars: Vec<char> = text.chars().collect();
+    urls::extract(&chars)
+        .into_iter()
+        .map(|r| (chars[r.clone()].iter().collect(), [r.start, r.end]))
+        .collect()
+}
+
+/// Runs every case, and reports all the failures at once.
+fn check_all(cases: &[Yaml], check: impl Fn(&Yaml) -> Result<(), String>) {
+    assert!(!cases.is_empty());
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            check(case).err().map(|why| {
+                let description = case["description"].as_str().unwrap_or("?");
+                format!("{description}: {why}")
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn weighted_length_v3() {
+    let doc = load("validate.yml");
+    for name in [
+        "WeightedTweetsWithDiscountedEmojiCounterTest",
+        "UnicodeDirectionalMarkerCounterTest",
+    ] {
+        check_all(section(&doc, name), |case| {
+            let want = &case["expected"];
+            let got = twitter_text::parse(text(case));
+            let expected = (
+                int(&want["weightedLength"]),
+                want["valid"].as_bool().expect("valid"),
+                int(&want["permillage"]),
+                int(&want["validRangeEnd"]),
+                int(&want["displayRangeEnd"]),
+            );
+            let actual = (
+                got.weighted_length,
+                got.valid,
+                got.permillage,
+                got.valid_range_end,
+                got.display_range_end,
+            );
+            // Both ranges start at 0 by definition; the data says so too.
+            assert_eq!(int(&want["validRangeStart"]), 0);
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(length, valid, permillage, valid end, display end) {actual:?}, want {expected:?}"
+                ))
+            }
+        });
+    }
+}
+
+#[test]
+fn urls_are_extracted_as_x_extracts_them() {
+    let doc = load("extract.yml");
+    for name in ["urls", "tco_urls_with_params"] {
+        check_all(section(&doc, name), |case| {
+            let want: Vec<&str> = case["expected"]
+                .as_vec()
+                .expect("a list")
+                .iter()
+                .map(|u| u.as_str().expect("a URL"))
+                .collect();
+            let got: Vec<String> = extract(text(case)).into_iter().map(|(u, _)| u).collect();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}, want {want:?}"))
+            }
+        });
+    }
+}
+
+#[test]
+fn urls_are_found_where_x_finds_them() {
+    let doc = load("extract.yml");
+    for name in ["urls_with_indices", "urls_with_directional_markers"] {
+        check_all(section(&doc, name), |case| {
+            let want: Vec<(String, [usize; 2])> = case["expected"]
+                .as_vec()
+                .expect("a list")
+                .iter()
+                .map(|u| {
+                    let indices = u["indices"].as_vec().expect("indices");
+                    (
+                        u["url"].as_str().expect("url").to_string(),
+                        [int(&indices[0]), int(&indices[1])],
+                    )
+                })
+                .collect();
+            let got = extract(text(case));
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{got:?}, want {want:?}"))
+            }
+        });
+    }
+}
+
+#[test]
+fn every_top_level_domain_is_known() {
+    let doc = load("tlds.yml");
+    for name in ["country", "generic"] {
+        let cases = section(&doc, name);
+        assert!(cases.len() > 250, "{name}: {}", cases.len());
+        check_all(cases, |case| {
+            let want = case["expected"][0].as_str().expect("a URL");
+            let got = extract(text(case));
+            match got.as_slice() {
+                [(url, _)] if url == want => Ok(()),
+                _ => Err(format!("{got:?}, want {want:?}")),
+            }
+        });
+    }
+}
+
+#[test]
+fn hosts_and_urls_from_the_field() {
+    // The cases, counted as X counts them.
+    for (text, want) in [
+        ("esx-07.rack12.datacenter-frankfurt.example.com is up", 29),
+        (
+            "see https://vcenter.lab.local/ui/app/host/host-42/summary now",
+            61,
+        ),
+        ("foo.com foo.net foo.org", 71),
+        ("http://no-tld", 13),
+        ("vcenter.corp.example.de/ui", 23),
+    ] {
+        assert_eq!(twitter_text::weighted_length(text), want, "{text}");
+    }
+}
