@@ -1,26 +1,28 @@
 //! The command line: flags (clap), how they combine with the config file and the environment,
-//! and the two subcommands, `post` and `sign`.
+//! and the subcommands: `post`, `count`, `authorize` and `sign`.
 
-use std::io::{Read as _, Write as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::{self, ApiVersion, Outgoing, Posted};
+use crate::authorize;
 use crate::config::{self, FileConfig};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::oauth;
 use crate::post::{self, RetryPolicy, SystemClock};
 use crate::transport::{Transport, TransportOptions};
-use crate::twitter_text::{MAX_WEIGHTED_LENGTH, weighted_length};
+use crate::twitter_text::{self, MAX_WEIGHTED_LENGTH};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0   posted (or signed, or printed with --dry-run)
-  64  usage: the command line is wrong
-  65  text rejected: empty, too long or a duplicate
+  0   posted (or signed, printed with --dry-run, counted as fitting, authorized)
+  64  usage: the command line (or the PIN typed to authorize) is wrong
+  65  text rejected: empty, too long, a duplicate, not UTF-8, or holding a character X
+      refuses (U+FFFE, U+FEFF, U+FFFF); for count: the text does not fit
   69  the API refused the post for another reason
   75  temporary failure (network, 5xx, 429) until the deadline
   77  authentication or permission refused
@@ -28,6 +30,7 @@ Exit codes:
 
 Credentials come from TWITTER_CONSUMER_KEY, TWITTER_CONSUMER_SECRET, TWITTER_ACCESS_TOKEN and
 TWITTER_ACCESS_TOKEN_SECRET, or from the config file (chmod 600); never from flags.
+`esxi-tweet authorize` writes the access token and secret into the config file for you.
 
 ESXi 8 and 9 run only binaries from installed VIBs (execInstalledOnly): install the
 esxi-tweet VIB (`make vib` builds it and an offline depot for Image Builder; see the README,
@@ -73,8 +76,22 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Post TEXT (or standard input when TEXT is missing or `-`)
     Post(PostArgs),
+    /// Print TEXT's weighted length as X counts it, and whether X accepts it (no credentials)
+    Count(CountArgs),
+    /// Get an access token for the posting account (PIN flow) and write it to the config file
+    Authorize,
     /// Print the signature base string, signature and Authorization header of a request
     Sign(SignArgs),
+}
+
+/// `esxi-tweet count`.
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// The text; `-` or nothing reads standard input (one trailing newline is dropped)
+    pub text: Option<String>,
+    /// Print {"weighted_length", "valid", "permillage"} as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `esxi-tweet post`.
@@ -91,9 +108,14 @@ pub struct PostArgs {
     /// Print {"id", "text", "url"} as JSON
     #[arg(long)]
     pub json: bool,
-    /// Print the exact request and send nothing
+    /// Print the exact request and send nothing (no credentials needed: placeholders stand
+    /// in for what would be signed)
     #[arg(long)]
     pub dry_run: bool,
+    /// Shorten a text that is too long to the longest part that fits, cut at a word and
+    /// ended with …, instead of refusing it
+    #[arg(long)]
+    pub fit: bool,
     /// Count X's refusal of a duplicate text as done: exit 0, a note on stderr, and
     /// `duplicate` on stdout
     #[arg(long)]
@@ -144,26 +166,82 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 
 /// Runs a parsed command line against the process environment and standard streams.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let env = |name: &str| std::env::var(name).ok();
-    let (file, file_path) = load_config(&cli.global, &env)?;
-    let credentials = config::resolve_credentials(&env, file.as_ref(), file_path.as_deref())?;
-    let file = file.unwrap_or_default();
-    let api_base = cli
-        .global
-        .api_base
-        .clone()
-        .or(file.api_base.clone())
-        .unwrap_or_else(|| "https://api.x.com".to_string());
-    oauth::RequestUrl::parse(&api_base).map_err(|_| {
-        Error::Usage(format!(
-            "invalid --api-base {:?}: expected an https:// URL",
-            api::shown_url(&api_base)
-        ))
-    })?;
-    match cli.command {
-        Command::Post(args) => run_post(&cli.global, &file, &api_base, &credentials, args),
-        Command::Sign(args) => run_sign(&credentials, args),
+    let Cli { global, command } = cli;
+    match command {
+        Command::Count(args) => run_count(args),
+        Command::Post(args) => {
+            let settings = Settings::load(&global)?;
+            // A dry run shows the request without credentials; anything else needs them.
+            let credentials = match settings.credentials() {
+                Err(_) if args.dry_run => None,
+                resolved => Some(resolved?),
+            };
+            run_post(&global, &settings, credentials.as_ref(), args)
+        }
+        Command::Authorize => {
+            let settings = Settings::load(&global).map_err(|e| match e {
+                Error::Config(why) => Error::Config(format!(
+                    "{why}; authorize writes only a config file it understands, so this one was left alone: fix it, or pass --config with another path"
+                )),
+                other => other,
+            })?;
+            run_authorize(&global, &settings)
+        }
+        Command::Sign(args) => run_sign(&Settings::load(&global)?.credentials()?, args),
     }
+}
+
+/// What the config file and the environment say, with the API base they settle on.
+struct Settings {
+    file: FileConfig,
+    file_present: bool,
+    file_path: Option<PathBuf>,
+    api_base: String,
+}
+
+impl Settings {
+    fn load(global: &GlobalArgs) -> Result<Self, Error> {
+        let (file, file_path) = load_config(global, &env)?;
+        let file_present = file.is_some();
+        let file = file.unwrap_or_default();
+        let api_base = global
+            .api_base
+            .clone()
+            .or(file.api_base.clone())
+            .unwrap_or_else(|| "https://api.x.com".to_string());
+        oauth::RequestUrl::parse(&api_base).map_err(|_| {
+            Error::Usage(format!(
+                "invalid --api-base {:?}: expected an https:// URL",
+                api::shown_url(&api_base)
+            ))
+        })?;
+        Ok(Self {
+            file,
+            file_present,
+            file_path,
+            api_base,
+        })
+    }
+
+    fn file(&self) -> Option<&FileConfig> {
+        self.file_present.then_some(&self.file)
+    }
+
+    fn credentials(&self) -> Result<Credentials, Error> {
+        config::resolve_credentials(&env, self.file(), self.file_path.as_deref())
+    }
+
+    fn transport(&self, global: &GlobalArgs) -> Result<Transport, Error> {
+        Transport::new(&TransportOptions {
+            ca_file: global.ca_file.clone().or(self.file.ca_file.clone()),
+            proxy: global.proxy.clone().or(self.file.proxy.clone()),
+            connect_timeout: global.timeout,
+        })
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 fn load_config(
@@ -181,12 +259,27 @@ fn load_config(
 
 fn run_post(
     global: &GlobalArgs,
-    file: &FileConfig,
-    api_base: &str,
-    credentials: &Credentials,
+    settings: &Settings,
+    credentials: Option<&Credentials>,
     args: PostArgs,
 ) -> Result<(), Error> {
-    let text = read_text(args.text.as_deref())?;
+    let (file, api_base) = (&settings.file, settings.api_base.as_str());
+    let mut text = read_text(args.text.as_deref())?;
+    if args.fit {
+        check_characters(&text)?;
+        let length = twitter_text::weighted_length(&text);
+        if let Some(fitted) = twitter_text::fit::fit(&text)
+            && fitted != text
+        {
+            if global.verbose > 0 {
+                eprintln!(
+                    "esxi-tweet: shortened to fit: {length} -> {} weighted characters",
+                    twitter_text::weighted_length(&fitted)
+                );
+            }
+            text = fitted;
+        }
+    }
     check_text(&text)?;
     if let Some(id) = &args.reply_to
         && (id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()))
@@ -197,20 +290,22 @@ fn run_post(
     }
     let version = args.api.or(file.api).unwrap_or_default();
     let request = api::post_request(api_base, version, &text, args.reply_to.as_deref());
-    if args.dry_run {
-        let signed = oauth::sign(
-            &request.to_sign(),
-            credentials,
-            &oauth::fresh_nonce()?,
-            oauth::unix_now(0),
-        )?;
-        return print(&dry_run_text(&request, &signed.authorization));
-    }
-    let transport = Transport::new(&TransportOptions {
-        ca_file: global.ca_file.clone().or(file.ca_file.clone()),
-        proxy: global.proxy.clone().or(file.proxy.clone()),
-        connect_timeout: global.timeout,
-    })?;
+    let Some(credentials) = credentials.filter(|_| !args.dry_run) else {
+        let authorization = match credentials {
+            Some(credentials) => {
+                oauth::sign(
+                    &request.to_sign(),
+                    credentials,
+                    &oauth::fresh_nonce()?,
+                    oauth::unix_now(0),
+                )?
+                .authorization
+            }
+            None => PLACEHOLDER_AUTHORIZATION.to_string(),
+        };
+        return print(&dry_run_text(&request, &authorization));
+    };
+    let transport = settings.transport(global)?;
     let policy = RetryPolicy {
         deadline: args.deadline,
         attempt_timeout: global.timeout,
@@ -245,6 +340,13 @@ fn run_post(
     print(&posted_text(&posted, args.json))
 }
 
+/// What a dry run without credentials shows for the `Authorization` header.
+const PLACEHOLDER_AUTHORIZATION: &str = "OAuth oauth_consumer_key=\"<consumer key>\", oauth_nonce=\"<nonce>\", oauth_signature=\"<signature>\", oauth_signature_method=\"HMAC-SHA1\", oauth_timestamp=\"<timestamp>\", oauth_token=\"<access token>\", oauth_version=\"1.0\"";
+
+/// The most standard input is read: far beyond any post (a URL counts 23 whatever its length,
+/// and may be 4096 long), far below what would strain a small host.
+const MAX_INPUT: u64 = 1024 * 1024;
+
 /// The text to post: the argument, or standard input for `-` or none.
 fn read_text(arg: Option<&str>) -> Result<String, Error> {
     let mut text = match arg {
@@ -252,10 +354,21 @@ fn read_text(arg: Option<&str>) -> Result<String, Error> {
         _ => {
             let mut bytes = Vec::new();
             std::io::stdin()
+                .take(MAX_INPUT + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| Error::Usage(format!("cannot read standard input: {e}")))?;
-            String::from_utf8(bytes)
-                .map_err(|_| Error::TextRejected("standard input is not UTF-8 text".to_string()))?
+            if bytes.len() as u64 > MAX_INPUT {
+                return Err(Error::TextRejected(
+                    "standard input is over 1 MiB: a post is at most 280 characters; pass the part to post"
+                        .to_string(),
+                ));
+            }
+            String::from_utf8(bytes).map_err(|e| {
+                Error::TextRejected(format!(
+                    "standard input is not UTF-8 text (byte {} is not): convert it first, for example with iconv -t UTF-8",
+                    e.utf8_error().valid_up_to()
+                ))
+            })?
         }
     };
     if text.ends_with('\n') {
@@ -273,13 +386,99 @@ fn check_text(text: &str) -> Result<(), Error> {
             "nothing to post: the text is empty".to_string(),
         ));
     }
-    let length = weighted_length(text);
+    check_characters(text)?;
+    let length = twitter_text::weighted_length(text);
     if length > MAX_WEIGHTED_LENGTH {
         return Err(Error::TextRejected(format!(
-            "text too long: {length}/{MAX_WEIGHTED_LENGTH} weighted characters (URLs count 23, emoji and CJK 2)"
+            "text too long: {length}/{MAX_WEIGHTED_LENGTH} weighted characters (URLs and host names count 23, emoji and CJK 2); shorten it, or post --fit"
         )));
     }
     Ok(())
+}
+
+/// Refuses the characters X refuses anywhere in a post.
+fn check_characters(text: &str) -> Result<(), Error> {
+    match text.chars().find(|&c| twitter_text::urls::is_invalid(c)) {
+        Some(c) => Err(Error::TextRejected(format!(
+            "the text holds U+{:04X}, which X does not accept: remove it",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn run_count(args: CountArgs) -> Result<(), Error> {
+    let text = read_text(args.text.as_deref())?;
+    let parsed = twitter_text::parse(&text);
+    let length = parsed.weighted_length;
+    // The verdict in a word for the count line, and the full reason for the error line.
+    let problem = if text.trim().is_empty() {
+        Some(("empty", "nothing to post: the text is empty".to_string()))
+    } else if let Err(e) = check_characters(&text) {
+        Some(("refused", e.to_string()))
+    } else if !parsed.valid {
+        Some((
+            "too long",
+            format!(
+                "text too long: {length}/{MAX_WEIGHTED_LENGTH} weighted characters; shorten it, or post --fit"
+            ),
+        ))
+    } else {
+        None
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "weighted_length": length,
+            "valid": problem.is_none(),
+            "permillage": parsed.permillage,
+        });
+        print(&format!("{value}\n"))?;
+    } else {
+        let verdict = problem.as_ref().map_or("fits", |(word, _)| word);
+        print(&format!("{length}/{MAX_WEIGHTED_LENGTH} {verdict}\n"))?;
+    }
+    match problem {
+        Some((_, why)) => Err(Error::TextRejected(why)),
+        None => Ok(()),
+    }
+}
+
+fn run_authorize(global: &GlobalArgs, settings: &Settings) -> Result<(), Error> {
+    let app = config::resolve_app_keys(&env, settings.file(), settings.file_path.as_deref())?;
+    let path = settings.file_path.clone().ok_or_else(|| {
+        Error::Config("no place for the config file: set HOME, or pass --config PATH".to_string())
+    })?;
+    let transport = settings.transport(global)?;
+    let api_base = &settings.api_base;
+    let request = authorize::request_token(
+        &transport,
+        api_base,
+        &app,
+        &oauth::fresh_nonce()?,
+        oauth::unix_now(0),
+    )?;
+    eprintln!(
+        "Open this URL in a browser signed in as the account that will post, authorize the app,\nthen type the PIN X shows:\n\n  {}\n",
+        authorize::authorize_url(api_base, &request)
+    );
+    eprint!("PIN: ");
+    let pin = authorize::read_pin(std::io::stdin().lock());
+    // On a terminal the user's Enter ends the prompt's line; from a pipe, we do.
+    if !std::io::stdin().is_terminal() {
+        eprintln!();
+    }
+    let pin = pin?;
+    let authorized = authorize::access_token(
+        &transport,
+        api_base,
+        &app,
+        &request,
+        &pin,
+        &oauth::fresh_nonce()?,
+        oauth::unix_now(0),
+    )?;
+    authorize::write_config(&path, &app, &authorized)?;
+    print(&authorize::summary(&authorized, &path))
 }
 
 fn dry_run_text(request: &Outgoing, authorization: &str) -> String {

@@ -77,8 +77,7 @@ pub fn load_file(path: &Path, named_by_user: bool) -> Result<Option<FileConfig>,
             )));
         }
     };
-    let mut config: FileConfig =
-        toml::from_str(&text).map_err(|e| Error::Config(describe_toml_error(&shown, &text, &e)))?;
+    let mut config = parse_file(path, &text)?;
     let holds_secrets = config.consumer_secret.is_some() || config.access_token_secret.is_some();
     if holds_secrets {
         let mode = std::fs::metadata(path)
@@ -96,6 +95,39 @@ pub fn load_file(path: &Path, named_by_user: bool) -> Result<Option<FileConfig>,
         config.ca_file = Some(dir.join(ca));
     }
     Ok(Some(config))
+}
+
+/// Parses a config file's text. Errors name the line and the key, never a value.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, Error> {
+    toml::from_str(text).map_err(|e| Error::Config(describe_toml_error(&path.display(), text, &e)))
+}
+
+/// The app's key pair for `authorize`: each from the environment if set there, else from the
+/// file.
+pub fn resolve_app_keys(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&FileConfig>,
+    file_path: Option<&Path>,
+) -> Result<crate::authorize::AppKeys, Error> {
+    let from_env = |var: &str| env(var).filter(|v| !v.is_empty());
+    let consumer_key = from_env(CREDENTIAL_VARS[0].0).or_else(|| file?.consumer_key.clone());
+    let consumer_secret = from_env(CREDENTIAL_VARS[1].0)
+        .map(Secret::new)
+        .or_else(|| file?.consumer_secret.clone());
+    match (consumer_key, consumer_secret) {
+        (Some(consumer_key), Some(consumer_secret)) => Ok(crate::authorize::AppKeys {
+            consumer_key,
+            consumer_secret,
+        }),
+        _ => {
+            let file = file_path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the config file".to_string());
+            Err(Error::Config(format!(
+                "authorize needs the app's API key and secret: set TWITTER_CONSUMER_KEY and TWITTER_CONSUMER_SECRET in the environment, or consumer_key and consumer_secret in {file}"
+            )))
+        }
+    }
 }
 
 /// Keys a config file may hold.

@@ -12,6 +12,7 @@
 //! - [`bundle`]: the Auto Deploy script bundle that announces a host's boot.
 //! - [`vib`], [`depot`]: the agent as a community VIB and an offline depot (ESXi 8 and 9).
 //! - [`output`]: how the build tools write their files (temp file, mode, rename).
+//! - [`authorize`]: the PIN-based OAuth flow that writes an account's access token.
 //! - [`cli`]: the command line.
 //! - [`error`]: the error type and the documented exit codes.
 
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod authorize;
 pub mod bundle;
 pub mod cli;
 pub mod config;

@@ -102,6 +102,8 @@ proptest! {
             consumer_secret: &secrets.0,
             token: "tok-456",
             token_secret: &secrets.1,
+            callback: None,
+            verifier: None,
             nonce: &nonce,
             timestamp,
             version,

@@ -5,6 +5,8 @@
 mod support;
 
 mod bundle;
+mod cli_authorize;
+mod cli_count;
 mod cli_post;
 mod cli_sign_and_config;
 mod esxi_compat;

@@ -2,7 +2,7 @@
 //! independent verifier, enforces timestamp bounds and nonce uniqueness as X does, and answers
 //! with X's real response shapes. Tests script its behaviour and read what it received.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -52,7 +52,16 @@ pub struct Behaviour {
     pub cut_answers: usize,
     /// The next this many posts are made, but the connection is closed without an answer.
     pub lose_answers: usize,
+    /// Request tokens of the PIN flow expire before they can be exchanged.
+    pub expire_request_tokens: bool,
 }
+
+/// The PIN the fake API's authorize page "shows" the user.
+pub const PIN: &str = "4711081";
+/// The account the PIN flow authorizes.
+pub const SCREEN_NAME: &str = "esx_announcer";
+/// What every request token secret starts with; no output may contain one.
+pub const REQUEST_SECRET_PREFIX: &str = "REQUEST-SECRET-";
 
 /// One request the server received.
 #[derive(Clone, Debug)]
@@ -83,6 +92,8 @@ struct State {
     nonces: HashSet<String>,
     posted: Vec<String>,
     next_id: u64,
+    /// Request tokens issued: secret, and whether it was exchanged already.
+    request_tokens: HashMap<String, (String, bool)>,
 }
 
 /// A running fake X API.
@@ -112,6 +123,7 @@ impl FakeX {
             nonces: HashSet::new(),
             posted: vec![],
             next_id: 1_800_000_000_000_000_000,
+            request_tokens: HashMap::new(),
         }));
         let shared = state.clone();
         std::thread::spawn(move || {
@@ -347,21 +359,41 @@ fn answer(
         params.extend(verifier::parse_form(&body));
     }
     let base_uri = format!("https://127.0.0.1:{port}{path_only}");
+    // The PIN flow signs without a token, then with the request token; posts with the
+    // account's access token.
+    let pin_flow = path_only.starts_with("/oauth/");
+    let (token, token_secret) = match path_only {
+        "/oauth/request_token" => (String::new(), String::new()),
+        "/oauth/access_token" => {
+            let token = field("oauth_token");
+            let secret = state
+                .lock()
+                .unwrap()
+                .request_tokens
+                .get(&token)
+                .map(|t| t.0.clone());
+            (token, secret.unwrap_or_default())
+        }
+        _ => (ACCESS_TOKEN.to_string(), ACCESS_TOKEN_SECRET.to_string()),
+    };
+    let (callback, verifier_field) = (field("oauth_callback"), field("oauth_verifier"));
     let expected = verifier::expected_signature(&Signed {
         method: &method,
         base_uri: &base_uri,
         params,
         consumer_key: CONSUMER_KEY,
         consumer_secret: CONSUMER_SECRET,
-        token: ACCESS_TOKEN,
-        token_secret: ACCESS_TOKEN_SECRET,
+        token: &token,
+        token_secret: &token_secret,
+        callback: Some(callback.as_str()).filter(|c| !c.is_empty()),
+        verifier: Some(verifier_field.as_str()).filter(|v| !v.is_empty()),
         nonce: &nonce,
         timestamp,
         version: !field("oauth_version").is_empty(),
     });
     let signature_ok = field("oauth_signature") == expected
         && field("oauth_consumer_key") == CONSUMER_KEY
-        && field("oauth_token") == ACCESS_TOKEN
+        && field("oauth_token") == token
         && field("oauth_signature_method") == "HMAC-SHA1";
 
     let mut state = state.lock().unwrap();
@@ -389,6 +421,8 @@ fn answer(
         }
     } else if let Some(canned) = state.behaviour.script.pop_front() {
         (canned.status, canned.headers, canned.body)
+    } else if pin_flow {
+        pin_flow_answer(&mut state, path_only, &token, &callback, &verifier_field)
     } else {
         let (status, mut extra, reply) = post(&mut state, v1, form, &body);
         if (200..300).contains(&status) {
@@ -413,6 +447,52 @@ fn answer(
         status,
     });
     (status, extra, reply)
+}
+
+/// X's PIN flow: a request token for `oauth_callback=oob`, then the access token for the
+/// request token and the PIN. Answers are form-encoded, as X's are.
+fn pin_flow_answer(
+    state: &mut State,
+    path: &str,
+    token: &str,
+    callback: &str,
+    pin: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    match path {
+        "/oauth/request_token" if callback == "oob" => {
+            let n = state.request_tokens.len() + 1;
+            let (token, secret) = (format!("reqtok-{n}"), format!("{REQUEST_SECRET_PREFIX}{n}"));
+            state
+                .request_tokens
+                .insert(token.clone(), (secret.clone(), false));
+            let body = format!(
+                "oauth_token={token}&oauth_token_secret={secret}&oauth_callback_confirmed=true"
+            );
+            (200, vec![], body)
+        }
+        "/oauth/request_token" => (
+            403,
+            vec![],
+            "Callback URL not approved for this client application.".into(),
+        ),
+        "/oauth/access_token" => {
+            let expired = state.behaviour.expire_request_tokens;
+            match state.request_tokens.get_mut(token) {
+                Some((_, used)) if !*used && !expired => {
+                    if pin != PIN {
+                        return (401, vec![], "Invalid oauth_verifier parameter".into());
+                    }
+                    *used = true;
+                    let body = format!(
+                        "oauth_token={ACCESS_TOKEN}&oauth_token_secret={ACCESS_TOKEN_SECRET}&user_id=1500000000&screen_name={SCREEN_NAME}"
+                    );
+                    (200, vec![], body)
+                }
+                _ => (401, vec![], "Invalid request token.".into()),
+            }
+        }
+        _ => (404, vec![], "Sorry, that page does not exist".into()),
+    }
 }
 
 fn post(

@@ -74,7 +74,11 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
     for stream in [&run.stdout, &run.stderr] {
-        for secret in [CONSUMER_SECRET, ACCESS_TOKEN_SECRET] {
+        for secret in [
+            CONSUMER_SECRET,
+            ACCESS_TOKEN_SECRET,
+            fake_x::REQUEST_SECRET_PREFIX,
+        ] {
             assert!(!stream.contains(secret), "a secret leaked: {run:?}");
         }
         assert!(!stream.contains("panicked"), "panic: {run:?}");

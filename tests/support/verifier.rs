@@ -98,8 +98,12 @@ pub struct Signed<'a> {
     pub params: Vec<(String, String)>,
     pub consumer_key: &'a str,
     pub consumer_secret: &'a str,
+    /// Empty for a request made before a token exists (the request-token step).
     pub token: &'a str,
     pub token_secret: &'a str,
+    /// `oauth_callback` and `oauth_verifier` of the PIN flow.
+    pub callback: Option<&'a str>,
+    pub verifier: Option<&'a str>,
     pub nonce: &'a str,
     pub timestamp: u64,
     pub version: bool,
@@ -118,8 +122,12 @@ pub fn expected_signature(request: &Signed<'_>) -> String {
         oauth::Credentials::new(request.consumer_key, request.consumer_secret),
         oauth::HmacSha1::new(),
     );
+    let token = (!request.token.is_empty())
+        .then(|| oauth::Credentials::new(request.token, request.token_secret));
     builder
-        .token(oauth::Credentials::new(request.token, request.token_secret))
+        .token(token)
+        .callback(request.callback)
+        .verifier(request.verifier)
         .nonce(request.nonce)
         .timestamp(NonZeroU64::new(request.timestamp))
         .version(request.version);
