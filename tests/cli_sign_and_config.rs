@@ -309,3 +309,37 @@ fn hostile_values_never_panic_or_reach_the_screen() {
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     }
 }
+
+#[test]
+fn the_readme_sign_example_prints_the_documented_signature() {
+    // The README's shell block, run as written with the binary on PATH.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### `esxi-tweet sign").expect("a sign section")..];
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a shell block");
+    assert!(
+        block.contains("https://api.twitter.com/"),
+        "X's example signs api.twitter.com"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(crate::support::binary(), bin.join("esxi-tweet")).unwrap();
+    let mut sh = std::process::Command::new("sh");
+    sh.env_clear()
+        .env("HOME", home.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .args(["-c", block]);
+    let out = run(&mut sh, None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("signature:     hCtSmYh+iHYCEqBWrE7C7hYmtUk=\n"),
+        "{out:?}"
+    );
+    assert!(readme.contains("`hCtSmYh+iHYCEqBWrE7C7hYmtUk=`"));
+}
