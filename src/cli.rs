@@ -82,6 +82,51 @@ pub enum Command {
     Authorize,
     /// Print the signature base string, signature and Authorization header of a request
     Sign(SignArgs),
+    /// Relay Alertmanager and Grafana webhooks (and plain texts) to posts, within X's limits
+    Serve(ServeArgs),
+}
+
+/// `esxi-tweet serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9095")]
+    pub listen: String,
+    /// File holding the bearer token webhooks must send (Alertmanager's
+    /// http_config.authorization); required unless listening on loopback
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Spool and state directory [default: $STATE_DIRECTORY, else ~/.local/state/esxi-tweet]
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Local posting budget, e.g. 50/24h (X's Free tier allows 17 posts per 24 hours)
+    #[arg(long, value_name = "N/PERIOD", default_value = "17/24h", value_parser = crate::relay::worker::Budget::parse)]
+    pub max_posts: crate::relay::worker::Budget,
+    /// A template for alert groups, with {status} {alertname} {hosts} {summary}
+    /// {description} {severity} {count} {url} {group}
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Largest webhook body accepted, e.g. 1m
+    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_size)]
+    pub max_body_size: usize,
+    /// Log one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+    /// API version [default: v2, or api in the config file]
+    #[arg(long, value_enum)]
+    pub api: Option<ApiVersion>,
+}
+
+/// A size such as `512k` or `1m`, from 1 KiB to 64 MiB.
+fn parse_size(value: &str) -> Result<usize, String> {
+    let size = parse_size::Config::new()
+        .with_binary()
+        .parse_size(value)
+        .map_err(|e| format!("{e} (try 1m or 512k)"))?;
+    if !(1024..=64 * 1024 * 1024).contains(&size) {
+        return Err("must be from 1k to 64m".to_string());
+    }
+    Ok(size as usize)
 }
 
 /// `esxi-tweet count`.
@@ -188,6 +233,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             run_authorize(&global, &settings)
         }
         Command::Sign(args) => run_sign(&Settings::load(&global)?.credentials()?, args),
+        Command::Serve(args) => run_serve(&global, &Settings::load(&global)?, args),
     }
 }
 
@@ -441,6 +487,66 @@ fn run_count(args: CountArgs) -> Result<(), Error> {
         Some((_, why)) => Err(Error::TextRejected(why)),
         None => Ok(()),
     }
+}
+
+fn run_serve(global: &GlobalArgs, settings: &Settings, args: ServeArgs) -> Result<(), Error> {
+    let credentials = settings.credentials()?;
+    let token = match &args.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("cannot read --token-file {}: {e}", path.display()))
+            })?;
+            let token = text.trim();
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::Config(format!(
+                    "--token-file {} must hold one token: no spaces, not empty",
+                    path.display()
+                )));
+            }
+            Some(crate::credentials::Secret::new(token))
+        }
+        None => None,
+    };
+    let template = match &args.template {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!("cannot read --template {}: {e}", path.display()))
+            })?;
+            crate::relay::text::Template::parse(&text)
+                .map_err(|why| Error::Usage(format!("--template {}: {why}", path.display())))?
+        }
+        None => crate::relay::text::Template::Default,
+    };
+    let spool_dir = match args.spool {
+        Some(dir) => dir,
+        None => env("STATE_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                env("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/state/esxi-tweet"))
+            })
+            .ok_or_else(|| Error::Usage("no spool directory: pass --spool DIR".to_string()))?,
+    };
+    let version = args.api.or(settings.file.api).unwrap_or_default();
+    crate::relay::run(
+        crate::relay::Options {
+            listen: args.listen,
+            token,
+            spool_dir,
+            template,
+            budget: args.max_posts,
+            max_body: args.max_body_size,
+            json_logs: args.json,
+        },
+        crate::relay::Account {
+            credentials,
+            api_base: settings.api_base.clone(),
+            version,
+            sender: Box::new(settings.transport(global)?),
+        },
+    )
 }
 
 fn run_authorize(global: &GlobalArgs, settings: &Settings) -> Result<(), Error> {

@@ -9,6 +9,7 @@
 //! - [`api`]: X API v2 and v1.1 request shapes and the meaning of each answer.
 //! - [`transport`]: HTTPS with embedded roots, `--ca-file`, proxy and timeouts.
 //! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
+//! - [`relay`]: `esxi-tweet serve`, Alertmanager and Grafana webhooks to posts.
 //! - [`bundle`]: the Auto Deploy script bundle that announces a host's boot.
 //! - [`vib`], [`depot`]: the agent as a community VIB and an offline depot (ESXi 8 and 9).
 //! - [`output`]: how the build tools write their files (temp file, mode, rename).
@@ -30,6 +31,7 @@ pub mod error;
 pub mod oauth;
 pub mod output;
 pub mod post;
+pub mod relay;
 pub mod transport;
 pub mod twitter_text;
 pub mod vib;

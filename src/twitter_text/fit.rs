@@ -20,17 +20,24 @@ const NEAR: usize = 25;
 /// with [`ELLIPSIS`] after it, preferably cut at the end of a word. `None` when not even one
 /// character fits, or when the text holds a character X refuses anywhere.
 pub fn fit(text: &str) -> Option<String> {
-    let parsed = parse(text);
-    if parsed.valid {
+    if parse(text).valid {
         return Some(text.to_string());
     }
-    let normalized: String = text.nfc().collect();
-    if normalized.chars().any(super::urls::is_invalid) {
+    if text.chars().any(super::urls::is_invalid) {
         return None;
     }
+    shorten(text, |candidate| parse(candidate).valid)
+}
+
+/// The longest prefix of `text`, ended with [`ELLIPSIS`], that `accept` takes: cut at the end
+/// of a word when one is at most a few characters shorter, else between any two pieces. Only
+/// prefixes that could fit in a post by themselves are tried, so `accept` may place the
+/// result inside a longer text (the relay's templates do).
+pub fn shorten(text: &str, accept: impl Fn(&str) -> bool) -> Option<String> {
+    let normalized: String = text.nfc().collect();
     let chars: Vec<char> = normalized.chars().collect();
     let boundaries = cut_points(&normalized, &chars);
-    // The longest prefix that fits by the whole text's count, the ellipsis included.
+    // The longest prefix that could fit, by the whole text's count, the ellipsis included.
     let budget = MAX_WEIGHTED_LENGTH * SCALE - super::HEAVY;
     let mut weight = 0;
     let mut longest = 0;
@@ -41,21 +48,24 @@ pub fn fit(text: &str) -> Option<String> {
         }
         longest = piece.end;
     }
-    let candidates: Vec<usize> = boundaries
+    let mut candidates = boundaries
         .into_iter()
         .filter(|&cut| cut > 0 && cut <= longest)
+        .rev();
+    let (best, text) = candidates.find_map(|cut| {
+        let candidate = shortened(&chars[..cut]);
+        accept(&candidate).then_some((cut, candidate))
+    })?;
+    let at_word_end = |cut: usize| chars[cut].is_whitespace() && !chars[cut - 1].is_whitespace();
+    if at_word_end(best) {
+        return Some(text);
+    }
+    let word_end = (best.saturating_sub(NEAR).max(1)..best)
         .rev()
-        .collect();
-    let at_word_end =
-        |cut: &&usize| chars[**cut].is_whitespace() && !chars[**cut - 1].is_whitespace();
-    let near_words = candidates
-        .iter()
-        .take_while(|&&cut| longest - cut <= NEAR)
-        .filter(at_word_end);
-    near_words
-        .chain(candidates.iter())
-        .map(|&cut| shortened(&chars[..cut]))
-        .find(|candidate| parse(candidate).valid)
+        .filter(|&cut| at_word_end(cut))
+        .map(|cut| shortened(&chars[..cut]))
+        .find(|candidate| accept(candidate));
+    Some(word_end.unwrap_or(text))
 }
 
 fn shortened(prefix: &[char]) -> String {
@@ -66,7 +76,7 @@ fn shortened(prefix: &[char]) -> String {
 }
 
 /// Character indices where a cut may fall: between pieces X weighs as one (URLs, emoji) and
-/// between grapheme clusters.
+/// between grapheme clusters, in ascending order.
 fn cut_points(normalized: &str, chars: &[char]) -> Vec<usize> {
     let mut graphemes = vec![false; chars.len() + 1];
     let mut at = 0;

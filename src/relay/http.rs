@@ -1,0 +1,414 @@
+//! The relay's listener: a deliberately small HTTP/1.1 server for webhooks.
+//!
+//! Every input is the sender's to choose, so the framing is the strictest that Alertmanager,
+//! Grafana and curl still satisfy: one request per connection (`Connection: close`), a body
+//! only with a single `Content-Length` (no chunked bodies, so nothing can be smuggled), heads
+//! up to 16 KiB and 64 headers (httparse does the parsing), bodies up to `--max-body-size`
+//! (413 beyond, before reading it), a 10 s budget per read and 30 s per request, and at most
+//! 64 connections at once (503 beyond). `Expect: 100-continue` (curl's large bodies) is
+//! answered once the head is acceptable.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use subtle::ConstantTimeEq as _;
+
+use super::alerts;
+use super::log::Logger;
+use super::metrics::{Metrics, source};
+use super::spool::{Entry, Spool};
+use super::worker::Wake;
+use crate::credentials::Secret;
+
+/// Largest request head.
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+/// Most connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// Longest wait for one read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a whole request may take to arrive.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What every connection handler shares.
+pub struct Server {
+    /// The bearer token, if any.
+    pub token: Option<Secret>,
+    /// Largest body.
+    pub max_body: usize,
+    /// Where accepted webhooks go.
+    pub spool: Arc<Spool>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Tells the worker about new entries.
+    pub wake: Arc<Wake>,
+    /// Set on SIGTERM: webhooks get 503 (the sender retries later, elsewhere or here).
+    pub shutdown: Arc<AtomicBool>,
+    /// Log lines.
+    pub log: Logger,
+    /// Connections being served.
+    pub active: AtomicUsize,
+}
+
+/// An answer.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    extra: Vec<(&'static str, &'static str)>,
+}
+
+impl Answer {
+    fn json(status: u16, value: serde_json::Value) -> Self {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: format!("{value}\n"),
+            extra: vec![],
+        }
+    }
+
+    fn error(status: u16, message: &str) -> Self {
+        Answer::json(status, json!({ "error": message }))
+    }
+}
+
+/// Serves `stream` on a thread of its own, or answers 503 when too many are open.
+pub fn accept(server: &Arc<Server>, mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    if server.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        server.active.fetch_sub(1, Ordering::SeqCst);
+        let _ = write_answer(
+            &mut stream,
+            &Answer::error(503, "too many connections; retry"),
+        );
+        return;
+    }
+    let shared = server.clone();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        let answer = serve(&shared, &mut stream);
+        let _ = write_answer(&mut stream, &answer);
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    });
+    if spawned.is_err() {
+        // The connection went with the closure that never ran.
+        server.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request head, parsed.
+struct Head {
+    method: String,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    /// Bytes of the body that came with the head.
+    rest: Vec<u8>,
+}
+
+impl Head {
+    fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> Option<&[u8]> {
+        self.all(name).first().copied()
+    }
+}
+
+fn serve(server: &Server, stream: &mut TcpStream) -> Answer {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let head = match read_head(stream, deadline) {
+        Ok(head) => head,
+        Err(answer) => return answer,
+    };
+    let endpoint = head.path.split('?').next().unwrap_or_default().to_string();
+    match (head.method.as_str(), endpoint.as_str()) {
+        ("GET", "/healthz") => Answer {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: "ok\n".into(),
+            extra: vec![],
+        },
+        ("GET", "/metrics") => Answer {
+            status: 200,
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body: server.metrics.render(),
+            extra: vec![],
+        },
+        ("POST" | "PUT", "/alertmanager") => {
+            receive(server, stream, &head, deadline, "alertmanager")
+        }
+        ("POST", "/post") => receive(server, stream, &head, deadline, "post"),
+        (_, "/healthz" | "/metrics" | "/alertmanager" | "/post") => Answer {
+            extra: vec![("Allow", allowed(&endpoint))],
+            ..Answer::error(405, "method not allowed")
+        },
+        _ => Answer::error(
+            404,
+            "no such endpoint: POST /alertmanager, POST /post, GET /healthz, GET /metrics",
+        ),
+    }
+}
+
+fn allowed(endpoint: &str) -> &'static str {
+    match endpoint {
+        "/alertmanager" => "POST, PUT",
+        "/post" => "POST",
+        _ => "GET",
+    }
+}
+
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Answer> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Answer::error(431, "request head over 16 KiB"));
+        }
+        if Instant::now() > deadline {
+            return Err(Answer::error(408, "request took too long"));
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                return Err(Answer::error(
+                    400,
+                    "connection closed before the request ended",
+                ));
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return Err(Answer::error(408, "request took too long")),
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Answer::error(431, "more than 64 headers"));
+        }
+        _ => return Err(Answer::error(400, "malformed HTTP request")),
+    }
+    Ok(Head {
+        method: request.method.unwrap_or_default().to_string(),
+        path: request.path.unwrap_or_default().to_string(),
+        headers: request
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect(),
+        rest: buf[end..].to_vec(),
+    })
+}
+
+fn authorized(server: &Server, head: &Head) -> bool {
+    let Some(token) = &server.token else {
+        return true;
+    };
+    let given = head.one("authorization").unwrap_or_default();
+    let Some(split) = given.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, credentials) = (&given[..split], given[split + 1..].trim_ascii());
+    scheme.eq_ignore_ascii_case(b"bearer")
+        && bool::from(credentials.ct_eq(token.expose().as_bytes()))
+}
+
+fn receive(
+    server: &Server,
+    stream: &mut TcpStream,
+    head: &Head,
+    deadline: Instant,
+    endpoint: &str,
+) -> Answer {
+    let refuse = |status: u16, message: &str| {
+        server
+            .metrics
+            .rejected
+            .get_or_create(&source(endpoint))
+            .inc();
+        server.log.event(
+            "refused",
+            &[
+                ("endpoint", json!(endpoint)),
+                ("status", json!(status)),
+                ("reason", json!(message)),
+            ],
+        );
+        Answer::error(status, message)
+    };
+    if !authorized(server, head) {
+        return Answer {
+            extra: vec![("WWW-Authenticate", "Bearer")],
+            ..refuse(401, "missing or wrong bearer token")
+        };
+    }
+    if server.shutdown.load(Ordering::SeqCst) {
+        return refuse(503, "the relay is stopping; retry");
+    }
+    if !head.all("transfer-encoding").is_empty() {
+        return refuse(
+            411,
+            "send the body with Content-Length (chunked bodies are not accepted)",
+        );
+    }
+    let lengths = head.all("content-length");
+    let length = match lengths.as_slice() {
+        [one] => std::str::from_utf8(one)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<usize>().ok()),
+        [] => return refuse(411, "Content-Length required"),
+        _ => None,
+    };
+    let Some(length) = length else {
+        return refuse(400, "invalid Content-Length");
+    };
+    if length > server.max_body {
+        return refuse(
+            413,
+            &format!("body over {} bytes (--max-body-size)", server.max_body),
+        );
+    }
+    if head
+        .one("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case(b"100-continue"))
+        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+    {
+        return refuse(400, "connection lost");
+    }
+    let Some(body) = read_body(stream, head, length, deadline) else {
+        return refuse(408, "the body did not arrive in time");
+    };
+    let entry = match endpoint {
+        "alertmanager" => match alerts::parse(&body) {
+            Ok(notification) => Entry::Alerts(notification),
+            Err(why) => return refuse(400, &why),
+        },
+        _ => match plain_text(head, &body) {
+            Ok(text) => Entry::Text(text),
+            Err(why) => return refuse(400, &why),
+        },
+    };
+    let id = match server.spool.append(&entry) {
+        Ok(id) => id,
+        Err(e) => {
+            server
+                .log
+                .event("error", &[("message", json!(format!("cannot spool: {e}")))]);
+            return refuse(500, "cannot store the alert; retry");
+        }
+    };
+    server
+        .metrics
+        .received
+        .get_or_create(&source(endpoint))
+        .inc();
+    server.wake.notify();
+    let mut fields = vec![("endpoint", json!(endpoint)), ("entry", json!(id))];
+    if let Entry::Alerts(n) = &entry {
+        fields.push(("group", json!(n.group_key)));
+        fields.push(("status", json!(n.status)));
+        fields.push(("alerts", json!(n.alerts.len())));
+    }
+    server.log.event("received", &fields);
+    Answer::json(200, json!({ "status": "spooled", "entry": id }))
+}
+
+fn read_body(
+    stream: &mut TcpStream,
+    head: &Head,
+    length: usize,
+    deadline: Instant,
+) -> Option<Vec<u8>> {
+    let mut body = head.rest.clone();
+    body.truncate(length);
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < length {
+        if Instant::now() > deadline {
+            return None;
+        }
+        let want = (length - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(body)
+}
+
+/// The text of `POST /post`: `{"text": "..."}` as JSON, or the body itself as UTF-8 text.
+fn plain_text(head: &Head, body: &[u8]) -> Result<String, String> {
+    let json = head
+        .one("content-type")
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with(b"application/json"));
+    let text = if json {
+        #[derive(serde::Deserialize)]
+        struct Post {
+            text: String,
+        }
+        serde_json::from_slice::<Post>(body)
+            .map_err(|e| format!("expected {{\"text\": \"...\"}}: {e}"))?
+            .text
+    } else {
+        let text =
+            std::str::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_string())?;
+        text.strip_suffix('\n').unwrap_or(text).to_string()
+    };
+    if text.trim().is_empty() {
+        return Err("the text is empty".to_string());
+    }
+    Ok(text)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    }
+}
+
+fn write_answer(stream: &mut TcpStream, answer: &Answer) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        answer.status,
+        reason(answer.status),
+        answer.content_type,
+        answer.body.len()
+    );
+    for (name, value) in &answer.extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(answer.body.as_bytes())?;
+    stream.flush()?;
+    // Let the client read the answer before the close: without this, unread request bytes
+    // turn the close into a reset that can swallow the answer.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
+}
