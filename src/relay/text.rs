@@ -255,15 +255,27 @@ pub fn digest(entries: &[&Entry]) -> String {
             }
         }
     }
-    let mut head = format!("{} alerts", firing + resolved);
-    if messages > 0 {
-        let _ = write!(head, " and {messages} messages");
+    let mut counts = Vec::new();
+    if firing + resolved > 0 {
+        counts.push(plural(firing + resolved, "alert"));
     }
-    let text = format!(
-        "{head} while rate-limited: {firing} firing, {resolved} resolved: {}",
-        items.join("; ")
-    );
+    if messages > 0 {
+        counts.push(plural(messages, "message"));
+    }
+    let mut text = format!("{} while rate-limited", counts.join(" and "));
+    if firing + resolved > 0 {
+        let _ = write!(text, ": {firing} firing, {resolved} resolved");
+    }
+    let _ = write!(text, ": {}", items.join("; "));
     last_resort(&text)
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// `text`, or when it is among the recent posts (X refuses a duplicate), `text (2)`,
@@ -366,6 +378,22 @@ mod tests {
         assert!(Template::parse("{nope}").unwrap_err().contains("{hosts}"));
         assert!(Template::parse("static").is_err());
         assert!(Template::parse("a } b {status}").is_err());
+    }
+
+    #[test]
+    fn digests_count_what_waited() {
+        let firing = Entry::Alerts(group("firing", &["esx-07", "esx-08"], "full"));
+        let resolved = Entry::Alerts(group("resolved", &["esx-09"], "full"));
+        let note = Entry::Text("backup done".into());
+        let text = digest(&[&firing, &resolved, &note]);
+        assert_eq!(
+            text,
+            "3 alerts and 1 message while rate-limited: 2 firing, 1 resolved: DatastoreUsage firing on esx-07, esx-08; DatastoreUsage resolved on esx-09; backup done"
+        );
+        assert_eq!(
+            digest(&[&note, &note]),
+            "2 messages while rate-limited: backup done; backup done"
+        );
     }
 
     #[test]

@@ -575,6 +575,7 @@ impl Worker {
             .map_err(|e| Error::Internal(format!("spool: {e}")))?;
         state.done.clear();
         self.save(state)?;
+        self.metrics.spooled.set(self.spool.len() as i64);
         self.metrics.posted.inc();
         if inflight.entries.len() > 1 {
             self.metrics.digests.inc();

@@ -54,6 +54,20 @@ pub struct Behaviour {
     pub lose_answers: usize,
     /// Request tokens of the PIN flow expire before they can be exchanged.
     pub expire_request_tokens: bool,
+    /// The next this many posts are made at once but answered only after `answer_delay`
+    /// (a slow API, or one to kill a client in front of).
+    pub delayed_answers: usize,
+    /// How long a delayed answer takes.
+    pub answer_delay: Duration,
+}
+
+/// A post the fake API accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Post {
+    pub id: String,
+    pub text: String,
+    /// The post it answers, if any.
+    pub reply_to: Option<String>,
 }
 
 /// The PIN the fake API's authorize page "shows" the user.
@@ -91,6 +105,7 @@ struct State {
     received: Vec<Received>,
     nonces: HashSet<String>,
     posted: Vec<String>,
+    posts: Vec<Post>,
     next_id: u64,
     /// Request tokens issued: secret, and whether it was exchanged already.
     request_tokens: HashMap<String, (String, bool)>,
@@ -122,6 +137,7 @@ impl FakeX {
             received: vec![],
             nonces: HashSet::new(),
             posted: vec![],
+            posts: vec![],
             next_id: 1_800_000_000_000_000_000,
             request_tokens: HashMap::new(),
         }));
@@ -151,6 +167,11 @@ impl FakeX {
     /// Texts accepted as posts, in order.
     pub fn posted(&self) -> Vec<String> {
         self.state.lock().unwrap().posted.clone()
+    }
+
+    /// Posts accepted, with their ids and what they answer.
+    pub fn posts(&self) -> Vec<Post> {
+        self.state.lock().unwrap().posts.clone()
     }
 }
 
@@ -222,6 +243,11 @@ fn serve_connection(
         if fault.as_deref() == Some("lose") {
             return;
         }
+        if let Some(i) = extra.iter().position(|(n, _)| n == DELAY) {
+            let millis: u64 = extra.remove(i).1.parse().unwrap_or(0);
+            // The fake API being slow, not a test waiting for it.
+            std::thread::sleep(Duration::from_millis(millis));
+        }
         let reason = match status {
             200 => "OK",
             201 => "Created",
@@ -262,6 +288,8 @@ type Request = (String, String, Vec<(String, String)>, String);
 
 /// A pseudo-header from `answer` to `serve_connection`: how to break this answer.
 const FAULT: &str = "x-fake-fault";
+/// A pseudo-header from `answer` to `serve_connection`: milliseconds to hold this answer.
+const DELAY: &str = "x-fake-delay";
 
 fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> Option<Request> {
     let mut chunk = [0u8; 8192];
@@ -426,6 +454,13 @@ fn answer(
     } else {
         let (status, mut extra, reply) = post(&mut state, v1, form, &body);
         if (200..300).contains(&status) {
+            if state.behaviour.delayed_answers > 0 {
+                state.behaviour.delayed_answers -= 1;
+                extra.push((
+                    DELAY.into(),
+                    state.behaviour.answer_delay.as_millis().to_string(),
+                ));
+            }
             if state.behaviour.lose_answers > 0 {
                 state.behaviour.lose_answers -= 1;
                 extra.push((FAULT.into(), "lose".into()));
@@ -541,7 +576,11 @@ fn post(
     state.posted.push(text.clone());
     state.next_id += 1;
     let id = state.next_id.to_string();
-    let _ = request.1;
+    state.posts.push(Post {
+        id: id.clone(),
+        text: text.clone(),
+        reply_to: request.1,
+    });
     if v1 {
         (
             200,

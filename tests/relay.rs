@@ -1,0 +1,546 @@
+//! `esxi-tweet serve` as DevOps teams run it: the binary started for real, Alertmanager and
+//! Grafana payloads (tests/data/relay) posted to it over HTTP, and the posts that reach the
+//! fake X API checked: texts, weights, threads, the budget, 429s, digests, restarts and kill -9.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::support::fake_x::{Behaviour, Canned, FakeX};
+use crate::support::{ACCESS_TOKEN_SECRET, CONSUMER_SECRET, agent, with_credentials};
+
+const TOKEN: &str = "relay-token-5f2a9c";
+
+/// Polls `condition` until it holds or `within` passes.
+fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+fn payload(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/data/relay/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+struct Relay {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+struct Setup {
+    home: tempfile::TempDir,
+    spool: PathBuf,
+    token_file: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let spool = home.path().join("spool");
+        let token_file = home.path().join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        Setup {
+            home,
+            spool,
+            token_file,
+        }
+    }
+
+    fn start(&self, x: &FakeX, extra: &[&str]) -> Relay {
+        let mut cmd = agent(self.home.path());
+        with_credentials(&mut cmd)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--api-base", &x.base_url()])
+            .arg("--ca-file")
+            .arg(&x.ca_file)
+            .arg("--spool")
+            .arg(&self.spool)
+            .arg("--token-file")
+            .arg(&self.token_file)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = cmd.spawn().expect("start the relay");
+        let log = Arc::new(Mutex::new(String::new()));
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut port = 0;
+        let ready = eventually(Duration::from_secs(10), || {
+            let log = log.lock().unwrap();
+            // Text (`address=127.0.0.1:N`) or JSON (`"address":"127.0.0.1:N"`) logs.
+            port = log
+                .split("127.0.0.1:")
+                .nth(1)
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                })
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            port != 0
+        });
+        assert!(ready, "the relay did not start: {}", log.lock().unwrap());
+        Relay { child, port, log }
+    }
+
+    fn spooled(&self) -> usize {
+        std::fs::read_dir(&self.spool)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .filter(|e| e.file_name() != "state.json")
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Relay {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A raw HTTP/1.1 request; the answer's status and body.
+    fn request(&self, head: &str, body: &[u8]) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let _ = stream.write_all(body);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: relay\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.request(&head, body)
+    }
+
+    fn alert(&self, body: &[u8]) -> (u16, String) {
+        self.post("/alertmanager", Some(TOKEN), "application/json", body)
+    }
+
+    fn text(&self, text: &str) -> (u16, String) {
+        self.post("/post", Some(TOKEN), "text/plain", text.as_bytes())
+    }
+
+    fn signal(&mut self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        eventually(within, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = self.log();
+        for secret in [CONSUMER_SECRET, ACCESS_TOKEN_SECRET, TOKEN] {
+            assert!(!log.contains(secret), "a secret in the log: {log}");
+        }
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}
+
+fn weighted(text: &str) -> usize {
+    esxi_tweet::twitter_text::weighted_length(text)
+}
+
+#[test]
+fn an_alert_group_posts_once_and_its_resolution_answers_it() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    let firing = payload("alertmanager-firing.json");
+    assert_eq!(relay.alert(&firing).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    let first = x.posts()[0].clone();
+    assert!(
+        first
+            .text
+            .starts_with("[FIRING:3] DatastoreUsage on esx-07.rack12.example.com, "),
+        "{first:?}"
+    );
+    assert!(weighted(&first.text) <= 280, "{}", first.text);
+    assert_eq!(first.reply_to, None);
+
+    // Alertmanager's repeat_interval: the same group again is not posted again.
+    assert_eq!(relay.alert(&firing).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || relay.log().contains(" repeat ")),
+        "{}",
+        relay.log()
+    );
+
+    assert_eq!(relay.alert(&payload("alertmanager-resolved.json")).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 2),
+        "{}",
+        relay.log()
+    );
+    let second = x.posts()[1].clone();
+    assert!(
+        second.text.starts_with("[RESOLVED] DatastoreUsage"),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.reply_to.as_deref(),
+        Some(first.id.as_str()),
+        "a thread"
+    );
+    assert!(eventually(Duration::from_secs(5), || setup.spooled() == 0));
+    let log = relay.log();
+    assert!(
+        log.contains(&format!("url=https://x.com/i/status/{}", first.id)),
+        "{log}"
+    );
+    assert_eq!(log.matches(" received ").count(), 3, "{log}");
+}
+
+#[test]
+fn grafana_and_plain_texts_are_posted_and_repeats_made_distinct() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &["--json"]);
+    assert_eq!(relay.alert(&payload("grafana-firing.json")).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(
+        x.posts()[0].text,
+        "[FIRING:2] High memory usage: This alert was triggered for zone us-1"
+    );
+    assert_eq!(
+        relay
+            .post(
+                "/post",
+                Some(TOKEN),
+                "application/json",
+                br#"{"text":"backup of vc01 done"}"#
+            )
+            .0,
+        200
+    );
+    assert!(eventually(Duration::from_secs(10), || x.posts().len() == 2));
+    assert_eq!(relay.text("backup of vc01 done\n").0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 3),
+        "{}",
+        relay.log()
+    );
+    let texts: Vec<String> = x.posts().into_iter().map(|p| p.text).collect();
+    assert_eq!(
+        texts[1..],
+        ["backup of vc01 done", "backup of vc01 done (2)"]
+    );
+    // --json: every log line is one JSON object.
+    for line in relay.log().lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(value["event"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn tokens_bodies_and_framing_are_checked_before_anything_is_spooled() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &["--max-body-size", "64k"]);
+    let firing = payload("alertmanager-firing.json");
+    assert_eq!(
+        relay
+            .post("/alertmanager", None, "application/json", &firing)
+            .0,
+        401
+    );
+    assert_eq!(
+        relay
+            .post("/alertmanager", Some("wrong"), "application/json", &firing)
+            .0,
+        401
+    );
+    let (status, body) = relay.alert(b"{\"status\": \"firing\", \"alerts\": [");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not an Alertmanager"), "{body}");
+    let huge = vec![b' '; 65 * 1024];
+    assert_eq!(relay.alert(&huge).0, 413);
+    let chunked = format!(
+        "POST /alertmanager HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    assert_eq!(relay.request(&chunked, b"").0, 411);
+    let two_lengths = format!(
+        "POST /post HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi"
+    );
+    assert_eq!(relay.request(&two_lengths, b"").0, 400);
+    let head = format!("GET / HTTP/1.1\r\n{}\r\n", "X-Pad: a\r\n".repeat(100));
+    assert_eq!(relay.request(&head, b"").0, 431);
+    assert_eq!(
+        relay
+            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .0,
+        200
+    );
+    assert_eq!(
+        relay
+            .request("DELETE /post HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .0,
+        405
+    );
+    // curl sends Expect: 100-continue for large bodies and waits for the interim answer.
+    let expect = format!(
+        "POST /post HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {TOKEN}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+    );
+    let (status, _) = relay.request(&expect, b"hello");
+    assert_eq!(status, 100, "the interim answer comes first");
+    assert!(
+        eventually(Duration::from_secs(10), || x.posted() == ["hello"]),
+        "{}",
+        relay.log()
+    );
+    let metrics = || relay.request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"");
+    assert!(eventually(Duration::from_secs(5), || metrics()
+        .1
+        .contains("posted_total 1")));
+    let (status, metrics) = metrics();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("esxi_tweet_relay_rejected_total{source=\"alertmanager\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("esxi_tweet_relay_received_total{source=\"post\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("esxi_tweet_relay_posted_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("esxi_tweet_relay_spooled 0"), "{metrics}");
+}
+
+#[test]
+fn the_budget_folds_a_pile_up_into_one_digest() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &["--max-posts", "1/3s"]);
+    assert_eq!(relay.text("first").0, 200);
+    assert!(eventually(Duration::from_secs(10), || x.posts().len() == 1));
+    let first_at = Instant::now();
+    for text in ["second", "third", "fourth"] {
+        assert_eq!(relay.text(text).0, 200);
+    }
+    assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
+    assert!(
+        eventually(Duration::from_secs(15), || x.posts().len() == 2),
+        "{}",
+        relay.log()
+    );
+    assert!(
+        first_at.elapsed() >= Duration::from_secs(2),
+        "the budget held the second post back"
+    );
+    let digest = &x.posts()[1].text;
+    assert!(
+        digest.starts_with("3 alerts and 3 messages while rate-limited: 3 firing, 0 resolved: "),
+        "{digest}"
+    );
+    assert!(digest.contains("second; third; fourth"), "{digest}");
+    assert!(weighted(digest) <= 280);
+    assert!(eventually(Duration::from_secs(5), || setup.spooled() == 0));
+}
+
+#[test]
+fn a_429_waits_for_the_reset_then_posts_what_waited() {
+    let setup = Setup::new();
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: [Canned::new(429, r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#)
+                .header("x-rate-limit-reset", &reset.to_string())]
+            .into(),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("esx-07 is up").0, 200);
+    assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
+    assert_eq!(relay.text("esx-08 is up").0, 200);
+    assert!(
+        eventually(Duration::from_secs(15), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    let received = x.received();
+    let post = received.iter().find(|r| r.status == 201).unwrap();
+    assert!(
+        post.timestamp >= reset,
+        "posted at {} before the reset {reset}",
+        post.timestamp
+    );
+    assert_eq!(
+        x.posts()[0].text,
+        "2 messages while rate-limited: esx-07 is up; esx-08 is up"
+    );
+    assert!(relay.log().contains("rate-limited"), "{}", relay.log());
+}
+
+#[test]
+fn sigterm_keeps_the_spool_and_a_restart_posts_it() {
+    let setup = Setup::new();
+    let down = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
+            ..Default::default()
+        },
+    );
+    let mut relay = setup.start(&down, &[]);
+    assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
+    assert_eq!(relay.text("esx-09 is up").0, 200);
+    assert!(eventually(Duration::from_secs(10), || !down
+        .received()
+        .is_empty()));
+    relay.signal(libc::SIGTERM);
+    let status = relay
+        .wait_exit(Duration::from_secs(40))
+        .expect("SIGTERM ends the relay");
+    assert!(status.success(), "{status:?}: {}", relay.log());
+    assert!(relay.log().contains("stopped spooled=2"), "{}", relay.log());
+    assert_eq!(setup.spooled(), 2);
+
+    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&up, &[]);
+    assert!(
+        eventually(Duration::from_secs(15), || up.posts().len() == 2),
+        "{}",
+        relay.log()
+    );
+    let texts: Vec<String> = up.posts().into_iter().map(|p| p.text).collect();
+    assert!(
+        texts[0].starts_with("[FIRING:3] DatastoreUsage"),
+        "{texts:?}"
+    );
+    assert_eq!(texts[1], "esx-09 is up");
+    assert!(down.posts().is_empty());
+    assert!(eventually(Duration::from_secs(5), || setup.spooled() == 0));
+}
+
+#[test]
+fn kill_9_while_posting_neither_loses_nor_doubles_the_post() {
+    let setup = Setup::new();
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            delayed_answers: 1,
+            answer_delay: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    let mut relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("vc01 upgraded to 9.0").0, 200);
+    // X has made the post but not yet answered: the relay is mid-request.
+    assert!(eventually(Duration::from_secs(10), || x.posted().len() == 1));
+    relay.signal(libc::SIGKILL);
+    relay.wait_exit(Duration::from_secs(5)).expect("killed");
+    assert_eq!(setup.spooled(), 1, "the entry outlives the crash");
+
+    let relay = setup.start(&x, &[]);
+    assert!(
+        eventually(Duration::from_secs(15), || setup.spooled() == 0),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(x.posted(), ["vc01 upgraded to 9.0"], "posted once");
+    assert!(
+        relay.log().contains("X already had this text"),
+        "{}",
+        relay.log()
+    );
+}
+
+#[test]
+fn a_relay_reachable_from_other_hosts_needs_a_token() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let mut cmd = agent(setup.home.path());
+    with_credentials(&mut cmd)
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--api-base",
+            &x.base_url(),
+        ])
+        .arg("--spool")
+        .arg(&setup.spool);
+    let out = crate::support::run(&mut cmd, None);
+    assert_eq!(out.code, 64, "{out:?}");
+    assert!(out.stderr.contains("--token-file"), "{out:?}");
+    let _ = Path::new(&setup.spool);
+}
