@@ -544,3 +544,57 @@ fn a_relay_reachable_from_other_hosts_needs_a_token() {
     assert!(out.stderr.contains("--token-file"), "{out:?}");
     let _ = Path::new(&setup.spool);
 }
+
+#[test]
+fn idle_connections_cannot_starve_the_relay() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    // 64 clients that connect and say nothing hold every slot...
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(("127.0.0.1", relay.port)).unwrap())
+        .collect();
+    let healthz = || {
+        relay
+            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .0
+    };
+    assert!(eventually(Duration::from_secs(5), || healthz() == 503));
+    // ...and the relay answers again as soon as they go.
+    drop(idle);
+    assert!(eventually(Duration::from_secs(5), || healthz() == 200));
+}
+
+#[test]
+fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let template = setup.home.path().join("template.txt");
+    std::fs::write(
+        &template,
+        "{severity}: {alertname} is {status} on {hosts} ({count})\n",
+    )
+    .unwrap();
+    let relay = setup.start(&x, &["--template", template.to_str().unwrap()]);
+    assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(
+        x.posts()[0].text,
+        "warning: DatastoreUsage is FIRING:3 on esx-07.rack12.example.com, esx-08.rack12.example.com, esx-09.rack12.example.com (3)"
+    );
+
+    std::fs::write(&template, "{alertname} on {host}\n").unwrap();
+    let mut cmd = agent(setup.home.path());
+    with_credentials(&mut cmd)
+        .args(["serve", "--listen", "127.0.0.1:0", "--template"])
+        .arg(&template)
+        .arg("--spool")
+        .arg(&setup.spool);
+    let out = crate::support::run(&mut cmd, None);
+    assert_eq!(out.code, 64, "{out:?}");
+    assert!(out.stderr.contains("unknown placeholder {host}"), "{out:?}");
+}

@@ -34,6 +34,9 @@ const MAX_CONNECTIONS: usize = 64;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a whole request may take to arrive.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// Most entries the spool takes: beyond, senders are told to retry (503) rather than fill the
+/// disk; one digest post drains any number of them.
+const MAX_SPOOLED: usize = 10_000;
 
 /// What every connection handler shares.
 pub struct Server {
@@ -84,16 +87,15 @@ pub fn accept(server: &Arc<Server>, mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     if server.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
         server.active.fetch_sub(1, Ordering::SeqCst);
-        let _ = write_answer(
-            &mut stream,
-            &Answer::error(503, "too many connections; retry"),
-        );
+        // Written and dropped at once: the accept loop must not wait on this client.
+        let answer = Answer::error(503, "too many connections; retry");
+        let _ = write_answer(&mut stream, &answer, false);
         return;
     }
     let shared = server.clone();
     let spawned = std::thread::Builder::new().spawn(move || {
         let answer = serve(&shared, &mut stream);
-        let _ = write_answer(&mut stream, &answer);
+        let _ = write_answer(&mut stream, &answer, true);
         shared.active.fetch_sub(1, Ordering::SeqCst);
     });
     if spawned.is_err() {
@@ -258,6 +260,9 @@ fn receive(
     if server.shutdown.load(Ordering::SeqCst) {
         return refuse(503, "the relay is stopping; retry");
     }
+    if server.spool.len() >= MAX_SPOOLED {
+        return refuse(503, "the spool is full; retry later");
+    }
     if !head.all("transfer-encoding").is_empty() {
         return refuse(
             411,
@@ -389,7 +394,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_answer(stream: &mut TcpStream, answer: &Answer) -> std::io::Result<()> {
+fn write_answer(stream: &mut TcpStream, answer: &Answer, linger: bool) -> std::io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         answer.status,
@@ -404,11 +409,20 @@ fn write_answer(stream: &mut TcpStream, answer: &Answer) -> std::io::Result<()> 
     stream.write_all(head.as_bytes())?;
     stream.write_all(answer.body.as_bytes())?;
     stream.flush()?;
-    // Let the client read the answer before the close: without this, unread request bytes
-    // turn the close into a reset that can swallow the answer.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut sink = [0u8; 1024];
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    if linger {
+        // Let the client read the answer before the close: unread request bytes would turn
+        // the close into a reset that can swallow the answer. At most 64 KiB or 1 s of them.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let until = Instant::now() + Duration::from_secs(1);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while Instant::now() < until && drained < 64 * 1024 {
+            match stream.read(&mut sink) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
     Ok(())
 }

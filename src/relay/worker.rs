@@ -221,9 +221,13 @@ impl Worker {
                 Next::Idle => self.wake.wait(None),
                 Next::Backoff(pause) => self.wake.wait(Some(pause)),
                 Next::Limited(until) => {
+                    // New entries change nothing before the limit lifts: only shutdown ends
+                    // the wait early, so a storm of webhooks does not become a storm of rounds.
                     let started = Instant::now();
-                    let pause = Duration::from_secs(until.saturating_sub(now()).max(1));
-                    self.wake.wait(Some(pause));
+                    while now() < until && !self.shutdown.load(Ordering::SeqCst) {
+                        let pause = Duration::from_secs(until.saturating_sub(now()).max(1));
+                        self.wake.wait(Some(pause));
+                    }
                     self.metrics
                         .rate_limited_seconds
                         .inc_by(started.elapsed().as_secs_f64().round() as u64);
@@ -247,16 +251,20 @@ impl Worker {
             round.state.done.clear();
             self.save(&round.state)?;
         }
+        let now = now();
         if let Some(inflight) = round.state.inflight.clone() {
+            if round.state.blocked_until > now {
+                return Ok(Next::Limited(round.state.blocked_until));
+            }
             return self.send(round, inflight);
         }
-        let pending = self.spool.pending().map_err(spool_error)?;
-        self.metrics.spooled.set(pending.len() as i64);
-        if pending.is_empty() {
+        // Counting is a directory listing; the entries are read only when a post is due.
+        let waiting = self.spool.len();
+        self.metrics.spooled.set(waiting as i64);
+        if waiting == 0 {
             round.limited = false;
             return Ok(Next::Idle);
         }
-        let now = now();
         let until = round
             .state
             .blocked_until
@@ -266,7 +274,7 @@ impl Worker {
                 self.log.event(
                     "rate-limited",
                     &[
-                        ("waiting", json!(pending.len())),
+                        ("waiting", json!(waiting)),
                         (
                             "until",
                             json!(
@@ -281,6 +289,10 @@ impl Worker {
             }
             round.limited = true;
             return Ok(Next::Limited(until));
+        }
+        let pending = self.spool.pending().map_err(spool_error)?;
+        if pending.is_empty() {
+            return Ok(Next::Again);
         }
         let slots = self.budget.remaining(&round.state.posted_at, now);
         let digest = pending.len() > 1 && (round.limited || pending.len() > slots);
@@ -434,8 +446,12 @@ impl Worker {
             Err(Failure::Retry { reason, reset }) if response.status == 429 => {
                 let until = reset.unwrap_or_else(|| now() + 60).max(now() + 1);
                 round.state.blocked_until = until;
-                // Not posted: what waits is decided again (as a digest) once the limit lifts.
-                round.state.inflight = None;
+                // Not posted: what waits is decided again (as a digest) once the limit lifts,
+                // unless an earlier attempt of this text may have gone through; then the very
+                // same text is tried again, so that a duplicate refusal still proves it.
+                if !inflight.maybe_posted {
+                    round.state.inflight = None;
+                }
                 round.limited = true;
                 self.save(&round.state)?;
                 self.log.event(
