@@ -1,5 +1,5 @@
 //! The command line: flags (clap), how they combine with the config file and the environment,
-//! and the subcommands: `post`, `count`, `authorize` and `sign`.
+//! and the subcommands: `post`, `count`, `authorize`, `sign` and `serve`.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
