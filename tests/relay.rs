@@ -406,6 +406,24 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
         "{digest}"
     );
     assert!(digest.contains("second; third; fourth"), "{digest}");
+    let metrics = || {
+        relay
+            .request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .1
+    };
+    assert!(eventually(Duration::from_secs(5), || metrics()
+        .contains("esxi_tweet_relay_digests_total 1")));
+    let metrics = metrics();
+    let waited: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("esxi_tweet_relay_rate_limited_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(waited >= 1, "{metrics}");
+    assert!(
+        metrics.contains("esxi_tweet_relay_digests_total 1"),
+        "{metrics}"
+    );
     assert!(weighted(digest) <= 280);
     assert!(eventually(Duration::from_secs(5), || setup.spooled() == 0));
 }
