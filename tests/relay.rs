@@ -390,6 +390,8 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
     for text in ["second", "third", "fourth"] {
         assert_eq!(relay.text(text).0, 200);
     }
+    // The same group twice while waiting: the digest names it once.
+    assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
     assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
     assert!(
         eventually(Duration::from_secs(15), || x.posts().len() == 2),
@@ -406,6 +408,11 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
         "{digest}"
     );
     assert!(digest.contains("second; third; fourth"), "{digest}");
+    assert_eq!(
+        digest.matches("DatastoreUsage firing").count(),
+        1,
+        "{digest}"
+    );
     let metrics = || {
         relay
             .request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"")

@@ -297,17 +297,12 @@ impl Worker {
         let slots = self.budget.remaining(&round.state.posted_at, now);
         let digest = pending.len() > 1 && (round.limited || pending.len() > slots);
         round.limited = false;
-        let inflight = if digest {
-            self.digest(&round.state, &pending)
-        } else {
-            let (id, entry) = &pending[0];
-            match self.single(&round.state, *id, entry) {
-                Some(inflight) => inflight,
-                None => {
-                    self.spool.retire(&[*id]).map_err(spool_error)?;
-                    return Ok(Next::Again);
-                }
-            }
+        let batch = if digest { &pending[..] } else { &pending[..1] };
+        let Some(inflight) = self.batch(&round.state, batch) else {
+            // Only repeats of what is announced: nothing to post.
+            let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+            self.spool.retire(&ids).map_err(spool_error)?;
+            return Ok(Next::Again);
         };
         round.state.inflight = Some(inflight.clone());
         round.duplicates = 0;
@@ -315,75 +310,89 @@ impl Worker {
         self.send(round, inflight)
     }
 
-    /// The post for one entry; `None` when it only repeats an announced group.
-    fn single(&self, state: &State, id: u64, entry: &Entry) -> Option<Inflight> {
+    /// The post for `batch` (one entry, or a digest of several); `None` when it would only
+    /// repeat what is announced. Of several notifications of one group, the latest stands for
+    /// the group; the post covers (and retires) every entry of the batch.
+    fn batch(&self, state: &State, batch: &[(u64, Entry)]) -> Option<Inflight> {
+        let mut latest: Vec<&(u64, Entry)> = Vec::new();
+        for item in batch {
+            if let Entry::Alerts(n) = &item.1 {
+                let key = n.thread_key();
+                latest.retain(|(_, e)| !matches!(e, Entry::Alerts(m) if m.thread_key() == key));
+            }
+            latest.push(item);
+        }
+        latest.retain(|(_, entry)| !self.repeats(state, entry));
+        let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+        let mut inflight = match latest.as_slice() {
+            [] => return None,
+            [(id, entry)] => self.single(state, *id, entry),
+            _ => self.digest(state, &latest),
+        };
+        inflight.entries = ids;
+        Some(inflight)
+    }
+
+    /// Whether `entry` only repeats a group already announced (Alertmanager's
+    /// `repeat_interval`).
+    fn repeats(&self, state: &State, entry: &Entry) -> bool {
+        let Entry::Alerts(n) = entry else {
+            return false;
+        };
+        let repeat = n.status == Status::Firing
+            && state
+                .threads
+                .get(&n.thread_key())
+                .is_some_and(|t| t.fingerprints == n.firing_fingerprints());
+        if repeat {
+            self.log.event(
+                "repeat",
+                &[
+                    ("group", json!(n.thread_key())),
+                    ("note", json!("already announced; not posted again")),
+                ],
+            );
+        }
+        repeat
+    }
+
+    /// The post for one entry.
+    fn single(&self, state: &State, id: u64, entry: &Entry) -> Inflight {
         let recent: Vec<String> = state.recent_texts.iter().cloned().collect();
+        let mut inflight = Inflight {
+            entries: vec![id],
+            text: String::new(),
+            reply_to: None,
+            announces: vec![],
+            ends: vec![],
+            maybe_posted: false,
+        };
         match entry {
-            Entry::Text(t) => Some(Inflight {
-                entries: vec![id],
-                text: text::distinct(&text::plain(t), &recent),
-                reply_to: None,
-                announces: vec![],
-                ends: vec![],
-                maybe_posted: false,
-            }),
+            Entry::Text(t) => inflight.text = text::distinct(&text::plain(t), &recent),
             Entry::Alerts(n) => {
                 let key = n.thread_key();
-                let thread = state.threads.get(&key);
-                let text = text::distinct(&text::render(n, &self.template), &recent);
+                inflight.text = text::distinct(&text::render(n, &self.template), &recent);
+                inflight.reply_to = state.threads.get(&key).and_then(|t| t.post_id.clone());
                 match n.status {
-                    Status::Firing => {
-                        let prints = n.firing_fingerprints();
-                        if thread.is_some_and(|t| t.fingerprints == prints) {
-                            self.log.event(
-                                "repeat",
-                                &[
-                                    ("group", json!(key)),
-                                    ("note", json!("already announced; not posted again")),
-                                ],
-                            );
-                            return None;
-                        }
-                        Some(Inflight {
-                            entries: vec![id],
-                            text,
-                            reply_to: thread.and_then(|t| t.post_id.clone()),
-                            announces: vec![(key, prints)],
-                            ends: vec![],
-                            maybe_posted: false,
-                        })
-                    }
-                    Status::Resolved => Some(Inflight {
-                        entries: vec![id],
-                        text,
-                        reply_to: thread.and_then(|t| t.post_id.clone()),
-                        announces: vec![],
-                        ends: vec![key],
-                        maybe_posted: false,
-                    }),
+                    Status::Firing => inflight.announces.push((key, n.firing_fingerprints())),
+                    Status::Resolved => inflight.ends.push(key),
                 }
             }
         }
+        inflight
     }
 
-    fn digest(&self, state: &State, pending: &[(u64, Entry)]) -> Inflight {
+    fn digest(&self, state: &State, pending: &[&(u64, Entry)]) -> Inflight {
         let entries: Vec<&Entry> = pending.iter().map(|(_, e)| e).collect();
         let recent: Vec<String> = state.recent_texts.iter().cloned().collect();
         let mut announces = Vec::new();
         let mut ends = Vec::new();
+        // Each group appears once here (its latest notification): see `batch`.
         for entry in &entries {
             if let Entry::Alerts(n) = entry {
-                let key = n.thread_key();
                 match n.status {
-                    Status::Firing => {
-                        ends.retain(|k| *k != key);
-                        announces.retain(|(k, _)| *k != key);
-                        announces.push((key, n.firing_fingerprints()));
-                    }
-                    Status::Resolved => {
-                        announces.retain(|(k, _)| *k != key);
-                        ends.push(key);
-                    }
+                    Status::Firing => announces.push((n.thread_key(), n.firing_fingerprints())),
+                    Status::Resolved => ends.push(n.thread_key()),
                 }
             }
         }
