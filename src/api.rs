@@ -97,6 +97,8 @@ pub struct Response {
     pub date: Option<String>,
     /// `x-rate-limit-reset`, Unix seconds, if any.
     pub rate_limit_reset: Option<u64>,
+    /// `x-rate-limit-remaining`: requests left until the reset, if given.
+    pub rate_limit_remaining: Option<u64>,
     /// The body as text.
     pub body: String,
     /// Why the body could not be read whole (too large, cut short, not UTF-8), if so.

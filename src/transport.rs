@@ -105,6 +105,8 @@ impl Transport {
         };
         let date = header("date");
         let rate_limit_reset = header("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
+        let rate_limit_remaining =
+            header("x-rate-limit-remaining").and_then(|v| v.trim().parse().ok());
         let status = response.status().as_u16();
         let read = response
             .body_mut()
@@ -122,6 +124,7 @@ impl Transport {
             status,
             date,
             rate_limit_reset,
+            rate_limit_remaining,
             body,
             body_error,
         })

@@ -623,3 +623,47 @@ fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
     assert_eq!(out.code, 64, "{out:?}");
     assert!(out.stderr.contains("unknown placeholder {host}"), "{out:?}");
 }
+
+#[test]
+fn when_x_says_no_posts_are_left_the_relay_waits_for_the_reset() {
+    let setup = Setup::new();
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let last_one = Canned::new(
+        201,
+        r#"{"data":{"id":"1900000000000000001","text":"first"}}"#,
+    )
+    .header("x-rate-limit-limit", "17")
+    .header("x-rate-limit-remaining", "0")
+    .header("x-rate-limit-reset", &reset.to_string());
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: [last_one].into(),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("first").0, 200);
+    assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
+    assert_eq!(relay.text("second").0, 200);
+    assert!(
+        eventually(Duration::from_secs(15), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(x.posts()[0].text, "second");
+    let second = x
+        .received()
+        .into_iter()
+        .find(|r| r.status == 201 && r.body.contains("second"))
+        .unwrap();
+    assert!(
+        second.timestamp >= reset,
+        "no 429 met: it waited for {reset}"
+    );
+    assert!(x.received().iter().all(|r| r.status != 429));
+}

@@ -3,7 +3,8 @@
 //! Each round it takes the oldest entry and posts it, or, when entries piled up beyond the
 //! posting budget or while X rate-limited the relay, folds everything waiting into one digest
 //! post. It never posts before the local budget (`--max-posts N/PERIOD`) has a slot, nor before
-//! X's `x-rate-limit-reset` after a 429. Firing groups open a thread; later notices of the same
+//! X's `x-rate-limit-reset` after a 429 or after an answer that says no posts are left
+//! (`x-rate-limit-remaining: 0`). Firing groups open a thread; later notices of the same
 //! group answer the post that announced it; a notification that only repeats what is announced
 //! (Alertmanager's `repeat_interval`) is not posted again.
 //!
@@ -449,6 +450,21 @@ impl Worker {
         match api::interpret(self.version, &response) {
             Ok(posted) => {
                 round.failures = 0;
+                // X says how many posts are left until when: at none, wait for the reset
+                // rather than meet a 429 (the account's real tier, whatever --max-posts says).
+                if response.rate_limit_remaining == Some(0)
+                    && let Some(reset) = response.rate_limit_reset
+                    && reset > now()
+                {
+                    round.state.blocked_until = reset;
+                    self.log.event(
+                        "rate-limited",
+                        &[
+                            ("reason", json!("X says no posts are left until the reset")),
+                            ("reset", json!(reset)),
+                        ],
+                    );
+                }
                 self.posted(round, inflight, posted.id, false)?;
                 Ok(Next::Again)
             }
