@@ -46,7 +46,10 @@ pub trait Exchange {
     fn post(&self, url: &str, authorization: &str) -> Result<(u16, String), Error>;
 }
 
-impl Exchange for Transport {
+/// The HTTPS client with the timeout of one exchange (`--timeout`).
+pub struct Timed<'t>(pub &'t Transport, pub std::time::Duration);
+
+impl Exchange for Timed<'_> {
     fn post(&self, url: &str, authorization: &str) -> Result<(u16, String), Error> {
         let request = Outgoing {
             method: "POST",
@@ -55,7 +58,7 @@ impl Exchange for Transport {
             body: String::new(),
             body_is_form: true,
         };
-        match self.send(&request, authorization, std::time::Duration::from_secs(30)) {
+        match self.0.send(&request, authorization, self.1) {
             Ok(response) => Ok((response.status, response.body)),
             Err(SendError::Fatal(e)) => Err(e),
             Err(SendError::Retryable(why) | SendError::OutcomeUnknown(why)) => Err(

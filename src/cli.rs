@@ -555,6 +555,7 @@ fn run_authorize(global: &GlobalArgs, settings: &Settings) -> Result<(), Error> 
         Error::Config("no place for the config file: set HOME, or pass --config PATH".to_string())
     })?;
     let transport = settings.transport(global)?;
+    let transport = authorize::Timed(&transport, global.timeout);
     let api_base = &settings.api_base;
     let request = authorize::request_token(
         &transport,
