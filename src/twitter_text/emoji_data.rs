@@ -1,5 +1,5 @@
 //! The emoji twitter-text 3 counts as one character each (its generated emoji pattern,
-//! Apache 2.0), as data: generated from that pattern, not edited by hand.
+//! Apache 2.0), as data: written by scripts/emoji-data.py, not edited by hand.
 
 /// Every emoji sequence, one per line, each skin tone written as U+1F3FB.
 pub(super) const SEQUENCES: &str = concat!(
