@@ -348,7 +348,7 @@ pub fn printable(text: &str) -> String {
 }
 
 /// The start of a body for an error message, on one line.
-fn excerpt(body: &str) -> String {
+pub fn excerpt(body: &str) -> String {
     let one_line: String = printable(&body.chars().take(200).collect::<String>());
     if one_line.trim().is_empty() {
         "(empty body)".to_string()

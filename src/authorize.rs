@@ -98,7 +98,7 @@ pub fn request_token(
     if status == 401 {
         return Err(Error::Auth(format!(
             "X refused the app's keys (HTTP 401: {}); check TWITTER_CONSUMER_KEY and TWITTER_CONSUMER_SECRET (the app's API key and secret)",
-            said(&body)
+            api::excerpt(&body)
         )));
     }
     let form = success_form(status, &body, "a request token")?;
@@ -173,7 +173,7 @@ pub fn access_token(
         } else {
             format!(
                 "X refused the PIN (HTTP 401: {}): check the digits, or run esxi-tweet authorize again for a new one",
-                said(&body)
+                api::excerpt(&body)
             )
         }));
     }
@@ -225,7 +225,7 @@ fn success_form(status: u16, body: &str, what: &str) -> Result<Vec<(String, Stri
         };
         let error = format!(
             "the API refused {what} (HTTP {status}: {}){hint}",
-            said(body)
+            api::excerpt(body)
         );
         return Err(if status == 429 || status >= 500 {
             Error::Temporary(error)
@@ -250,15 +250,8 @@ fn field(form: &[(String, String)], name: &str, what: &str) -> Result<String, Er
         })
 }
 
-/// The server's words, short and printable, for an error message.
-fn said(body: &str) -> String {
-    let text = api::printable(body.trim());
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None if text.is_empty() => "no message".to_string(),
-        None => text,
-    }
-}
+/// What is said of a config file `authorize` will not write.
+pub const LEFT_ALONE: &str = "authorize writes only a config file it understands, so this one was left alone: fix it, or pass --config with another path";
 
 /// Step 4: `path` with the four credentials set, other settings and comments kept; created
 /// (0600, directory 0700) when missing. A file that is not an esxi-tweet config is left alone.
@@ -276,9 +269,7 @@ pub fn write_config(path: &Path, app: &AppKeys, authorized: &Authorized) -> Resu
     if let Some(text) = &existing {
         // Ours means: TOML with only the keys we know. Anything else is someone else's file.
         if let Err(e) = config::parse_file(path, text) {
-            return Err(Error::Config(format!(
-                "{e}; authorize writes only a config file it understands, so this one was left alone: fix it, or pass --config with another path"
-            )));
+            return Err(Error::Config(format!("{e}; {LEFT_ALONE}")));
         }
     }
     let values = [

@@ -225,9 +225,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Authorize => {
             let settings = Settings::load(&global).map_err(|e| match e {
-                Error::Config(why) => Error::Config(format!(
-                    "{why}; authorize writes only a config file it understands, so this one was left alone: fix it, or pass --config with another path"
-                )),
+                Error::Config(why) => Error::Config(format!("{why}; {}", authorize::LEFT_ALONE)),
                 other => other,
             })?;
             run_authorize(&global, &settings)
@@ -313,13 +311,13 @@ fn run_post(
     let mut text = read_text(args.text.as_deref())?;
     if args.fit {
         check_characters(&text)?;
-        let length = twitter_text::weighted_length(&text);
         if let Some(fitted) = twitter_text::fit::fit(&text)
             && fitted != text
         {
             if global.verbose > 0 {
                 eprintln!(
-                    "esxi-tweet: shortened to fit: {length} -> {} weighted characters",
+                    "esxi-tweet: shortened to fit: {} -> {} weighted characters",
+                    twitter_text::weighted_length(&text),
                     twitter_text::weighted_length(&fitted)
                 );
             }
@@ -444,7 +442,7 @@ fn check_text(text: &str) -> Result<(), Error> {
 
 /// Refuses the characters X refuses anywhere in a post.
 fn check_characters(text: &str) -> Result<(), Error> {
-    match text.chars().find(|&c| twitter_text::urls::is_invalid(c)) {
+    match text.chars().find(|&c| twitter_text::is_invalid(c)) {
         Some(c) => Err(Error::TextRejected(format!(
             "the text holds U+{:04X}, which X does not accept: remove it",
             u32::from(c)

@@ -14,7 +14,15 @@ use crate::transport::{SendError, Transport};
 
 /// A server more than this far from our clock is taken to mean our clock is wrong
 /// (X rejects timestamps off by more than about 5 minutes).
-const MAX_SKEW_SECS: i64 = 300;
+pub const MAX_SKEW_SECS: i64 = 300;
+
+/// How many seconds the server's clock (its `Date`) is ahead of `now` (Unix seconds), when
+/// the answer has a `Date`.
+pub fn server_skew(response: &Response, now: i64) -> Option<i64> {
+    let date = httpdate::parse_http_date(response.date.as_deref()?).ok()?;
+    let server = date.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(server - now)
+}
 
 /// Sends one signed request; [`Transport`] in production, a script in tests.
 pub trait Sender {
@@ -174,12 +182,7 @@ pub fn post_with_retries(
                     message,
                     timestamp_rejected,
                 }) => {
-                    let skew = response
-                        .date
-                        .as_deref()
-                        .and_then(|d| httpdate::parse_http_date(d).ok())
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|t| t.as_secs() as i64 - (clock.unix_seconds() + clock_offset));
+                    let skew = server_skew(&response, clock.unix_seconds() + clock_offset);
                     match skew {
                         Some(skew)
                             if !resigned_for_skew

@@ -76,15 +76,30 @@ impl Spool {
         Ok(id)
     }
 
-    /// Every entry waiting, oldest first. An entry that cannot be read (a disk error) is set
-    /// aside under `bad/` with an error, never silently dropped.
-    pub fn pending(&self) -> io::Result<Vec<(u64, Entry)>> {
+    /// The ids of the entries waiting, oldest first: a directory listing, no entry read.
+    pub fn ids(&self) -> io::Result<Vec<u64>> {
         let mut ids: Vec<u64> = fs::read_dir(&self.dir)?
             .filter_map(|item| entry_id(&item.ok()?.file_name().to_string_lossy()))
             .collect();
         ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// How many entries wait.
+    pub fn len(&self) -> usize {
+        self.ids().map_or(0, |ids| ids.len())
+    }
+
+    /// Whether no entry waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries `ids` names that are still there, in that order. An entry that cannot be
+    /// read (a disk error) is set aside under `bad/` with an error, never silently dropped.
+    pub fn read(&self, ids: &[u64]) -> io::Result<Vec<(u64, Entry)>> {
         let mut entries = Vec::with_capacity(ids.len());
-        for id in ids {
+        for &id in ids {
             let path = self.dir.join(entry_name(id));
             let parsed = fs::read(&path).and_then(|bytes| {
                 serde_json::from_slice(&bytes)
@@ -108,22 +123,6 @@ impl Spool {
             }
         }
         Ok(entries)
-    }
-
-    /// How many entries wait.
-    pub fn len(&self) -> usize {
-        fs::read_dir(&self.dir)
-            .map(|items| {
-                items
-                    .filter_map(|i| entry_id(&i.ok()?.file_name().to_string_lossy()))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Whether no entry waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Removes entries that are done with.
@@ -257,7 +256,7 @@ mod tests {
         assert!(a < b);
         std::fs::write(dir.path().join("00000000000000000099.json.tmp"), "half").unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let pending = spool.pending().unwrap();
+        let pending = spool.read(&spool.ids().unwrap()).unwrap();
         assert_eq!(
             pending,
             [(a, Entry::Text("a".into())), (b, Entry::Text("b".into()))]
@@ -266,7 +265,7 @@ mod tests {
         let c = spool.append(&Entry::Text("c".into())).unwrap();
         assert!(c > b, "ids never repeat after a restart");
         spool.retire(&[a, c]).unwrap();
-        assert_eq!(spool.pending().unwrap().len(), 1);
+        assert_eq!(spool.ids().unwrap(), [b]);
     }
 
     #[test]

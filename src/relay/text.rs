@@ -192,12 +192,21 @@ pub fn render(notification: &Notification, template: &Template) -> String {
     if fits(&text) {
         return text;
     }
-    // Fewer host names first (the count of the others stays), down to one.
-    for shown in (1..all).rev() {
-        let text = fill(template, &values, shown, &values.summary);
-        if fits(&text) {
-            return text;
+    // Fewer host names first (the count of the others stays), down to one: the longest list
+    // that fits, found by bisection, since one name fewer never makes the line longer (a
+    // thousand hosts cost ten counts, not a thousand).
+    let with_hosts = |shown: usize| fill(template, &values, shown, &values.summary);
+    if all > 1 && fits(&with_hosts(1)) {
+        let (mut fitting, mut too_long) = (1, all);
+        while too_long - fitting > 1 {
+            let middle = (fitting + too_long) / 2;
+            if fits(&with_hosts(middle)) {
+                fitting = middle;
+            } else {
+                too_long = middle;
+            }
         }
+        return with_hosts(fitting);
     }
     let shown = all.min(1);
     // Then the summary, cut at a word.
@@ -219,7 +228,7 @@ pub fn plain(text: &str) -> String {
 fn last_resort(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .filter(|&c| !twitter_text::urls::is_invalid(c))
+        .filter(|&c| !twitter_text::is_invalid(c))
         .collect();
     fit::fit(&cleaned)
         .filter(|t| !t.trim().is_empty())

@@ -28,7 +28,7 @@ use crate::api::{self, ApiVersion, Failure};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::oauth;
-use crate::post::Sender;
+use crate::post::{self, Sender};
 use crate::transport::SendError;
 
 /// How many posts a period allows (`--max-posts 50/24h`).
@@ -259,8 +259,10 @@ impl Worker {
             }
             return self.send(round, inflight);
         }
-        // Counting is a directory listing; the entries are read only when a post is due.
-        let waiting = self.spool.len();
+        // A directory listing; entries are read only when a post is due, and only those it
+        // covers, so a long queue drained one post at a time is not read again per post.
+        let ids = self.spool.ids().map_err(spool_error)?;
+        let waiting = ids.len();
         self.metrics.spooled.set(waiting as i64);
         if waiting == 0 {
             round.limited = false;
@@ -291,15 +293,17 @@ impl Worker {
             round.limited = true;
             return Ok(Next::Limited(until));
         }
-        let pending = self.spool.pending().map_err(spool_error)?;
-        if pending.is_empty() {
+        let slots = self.budget.remaining(&round.state.posted_at, now);
+        let digest = waiting > 1 && (round.limited || waiting > slots);
+        round.limited = false;
+        let batch = self
+            .spool
+            .read(if digest { &ids } else { &ids[..1] })
+            .map_err(spool_error)?;
+        if batch.is_empty() {
             return Ok(Next::Again);
         }
-        let slots = self.budget.remaining(&round.state.posted_at, now);
-        let digest = pending.len() > 1 && (round.limited || pending.len() > slots);
-        round.limited = false;
-        let batch = if digest { &pending[..] } else { &pending[..1] };
-        let Some(inflight) = self.batch(&round.state, batch) else {
+        let Some(inflight) = self.batch(&round.state, &batch) else {
             // Only repeats of what is announced: nothing to post.
             let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
             self.spool.retire(&ids).map_err(spool_error)?;
@@ -497,10 +501,14 @@ impl Worker {
                 Ok(Next::Backoff(backoff(round.failures)))
             }
             Err(Failure::Unauthorized { message, .. }) => {
-                if let Some(offset) = skew(&response)
-                    && round.clock_offset != offset
+                let ours = now() as i64 + round.clock_offset;
+                // Once per run of failures: a server whose Date keeps moving gets the backoff.
+                if let Some(skew) = post::server_skew(&response, ours)
+                    .filter(|skew| skew.abs() > post::MAX_SKEW_SECS && round.failures == 0)
                 {
-                    round.clock_offset = offset;
+                    round.failures += 1;
+                    round.clock_offset += skew;
+                    let offset = round.clock_offset;
                     self.log.event(
                         "clock",
                         &[
@@ -537,13 +545,10 @@ impl Worker {
                     self.posted(round, inflight, None, true)?;
                     return Ok(Next::Again);
                 }
-                let mut recent: Vec<String> = round.state.recent_texts.iter().cloned().collect();
-                recent.push(inflight.text.clone());
+                // X holds this text: it counts as recent, and the suffix moves on.
+                round.state.recent_texts.push_back(inflight.text.clone());
+                let recent: Vec<String> = round.state.recent_texts.iter().cloned().collect();
                 inflight.text = text::distinct(&inflight.text, &recent);
-                round
-                    .state
-                    .recent_texts
-                    .push_back(recent.pop().unwrap_or_default());
                 round.state.inflight = Some(inflight);
                 self.save(&round.state)?;
                 Ok(Next::Again)
@@ -636,14 +641,6 @@ impl Worker {
         self.log.event("posted", &fields);
         Ok(())
     }
-}
-
-/// The clock correction a 401's `Date` suggests, if the host clock is more than 5 minutes off.
-fn skew(response: &api::Response) -> Option<i64> {
-    let date = httpdate::parse_http_date(response.date.as_deref()?).ok()?;
-    let server = date.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
-    let offset = server - now() as i64;
-    (offset.abs() > 300).then_some(offset)
 }
 
 /// 2 s, 4 s, 8 s... up to 5 minutes.

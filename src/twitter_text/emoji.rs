@@ -71,11 +71,7 @@ mod tests {
     use super::*;
 
     fn emoji(s: &str) -> Vec<String> {
-        let chars: Vec<char> = s.chars().collect();
-        extract(&chars)
-            .into_iter()
-            .map(|r| chars[r].iter().collect())
-            .collect()
+        super::super::tests::found(s, extract)
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! the exact counter: cutting can turn the rest of a text into something else (`foo.comx` is
 //! not a URL, `foo.com…` is), so the count of the whole is only where the search starts.
 
+use std::ops::Range;
+
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_segmentation::UnicodeSegmentation as _;
 
@@ -23,7 +25,7 @@ pub fn fit(text: &str) -> Option<String> {
     if parse(text).valid {
         return Some(text.to_string());
     }
-    if text.chars().any(super::urls::is_invalid) {
+    if text.chars().any(super::is_invalid) {
         return None;
     }
     shorten(text, |candidate| parse(candidate).valid)
@@ -36,12 +38,13 @@ pub fn fit(text: &str) -> Option<String> {
 pub fn shorten(text: &str, accept: impl Fn(&str) -> bool) -> Option<String> {
     let normalized: String = text.nfc().collect();
     let chars: Vec<char> = normalized.chars().collect();
-    let boundaries = cut_points(&normalized, &chars);
+    let pieces = pieces(&chars);
+    let boundaries = cut_points(&normalized, &chars, &pieces);
     // The longest prefix that could fit, by the whole text's count, the ellipsis included.
     let budget = MAX_WEIGHTED_LENGTH * SCALE - super::HEAVY;
     let mut weight = 0;
     let mut longest = 0;
-    for (piece, piece_weight) in pieces(&chars) {
+    for (piece, piece_weight) in pieces {
         weight += piece_weight;
         if weight > budget {
             break;
@@ -77,7 +80,7 @@ fn shortened(prefix: &[char]) -> String {
 
 /// Character indices where a cut may fall: between pieces X weighs as one (URLs, emoji) and
 /// between grapheme clusters, in ascending order.
-fn cut_points(normalized: &str, chars: &[char]) -> Vec<usize> {
+fn cut_points(normalized: &str, chars: &[char], pieces: &[(Range<usize>, usize)]) -> Vec<usize> {
     let mut graphemes = vec![false; chars.len() + 1];
     let mut at = 0;
     for cluster in normalized.graphemes(true) {
@@ -85,8 +88,8 @@ fn cut_points(normalized: &str, chars: &[char]) -> Vec<usize> {
         at += cluster.chars().count();
     }
     graphemes[at] = true;
-    pieces(chars)
-        .into_iter()
+    pieces
+        .iter()
         .map(|(piece, _)| piece.start)
         .filter(|&start| graphemes[start])
         .collect()

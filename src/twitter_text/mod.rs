@@ -100,7 +100,7 @@ fn weigh(chars: &[char]) -> Weighed {
         // twitter-text checks the last unit of each piece; only single characters can be
         // invalid ones.
         if weighed.valid {
-            weighed.valid = !urls::is_invalid(chars[piece.end - 1]);
+            weighed.valid = !is_invalid(chars[piece.end - 1]);
         }
         if weighed.valid && weighed.total <= MAX_WEIGHTED_LENGTH * SCALE {
             weighed.last_fitting_unit = unit - 1;
@@ -134,6 +134,11 @@ pub fn pieces(chars: &[char]) -> Vec<(Range<usize>, usize)> {
     pieces
 }
 
+/// Characters X does not accept in a post at all.
+pub fn is_invalid(c: char) -> bool {
+    matches!(c, '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}')
+}
+
 fn char_weight(c: char) -> usize {
     match u32::from(c) {
         0x0000..=0x10FF | 0x2000..=0x200D | 0x2010..=0x201F | 0x2032..=0x2037 => LIGHT,
@@ -142,8 +147,17 @@ fn char_weight(c: char) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// What `extract` finds in `text`, as strings.
+    pub(crate) fn found(text: &str, extract: fn(&[char]) -> Vec<Range<usize>>) -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        extract(&chars)
+            .into_iter()
+            .map(|r| chars[r].iter().collect())
+            .collect()
+    }
 
     #[test]
     fn vectors_from_the_reference() {

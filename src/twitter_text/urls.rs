@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::punycode;
 use super::tld::{Kind, Tlds};
+use super::{is_invalid, punycode};
 
 /// The longest URL X accepts, in UTF-16 units, scheme counted (twice, as twitter-text does).
 const MAX_URL_LENGTH: usize = 4096;
@@ -144,13 +144,9 @@ impl<'t> Scanner<'t> {
     }
 
     fn starts_with_ignoring_case(&self, at: usize, ascii: &str) -> bool {
-        let Some(chars) = self.text.get(at..at + ascii.len()) else {
-            return false;
-        };
-        chars
-            .iter()
-            .zip(ascii.chars())
-            .all(|(c, a)| c.eq_ignore_ascii_case(&a))
+        self.text
+            .get(at..)
+            .is_some_and(|rest| starts_with_ignoring_case(rest, ascii))
     }
 
     /// Labels with a dot after each (`sub.`), then the domain's own label and dot, then a
@@ -199,12 +195,7 @@ impl<'t> Scanner<'t> {
     }
 
     fn tld_at(&self, at: usize) -> Option<usize> {
-        let rest = &self.text[at..];
-        self.tlds
-            .longest_at(rest, Kind::Generic)
-            .or_else(|| self.tlds.longest_at(rest, Kind::Country))
-            .or_else(|| punycode_tld(rest))
-            .map(|len| at + len)
+        tld_len(self.tlds, &self.text[at..]).map(|len| at + len)
     }
 
     /// Where a path that starts at `at` (after its `/`) ends: path characters and balanced
@@ -347,14 +338,9 @@ impl<'t> Scanner<'t> {
             ends.push(end);
             next = end;
         }
-        ends.into_iter().rev().find_map(|tld_at| {
-            let rest = &host[tld_at..];
-            self.tlds
-                .longest_at(rest, Kind::Generic)
-                .or_else(|| self.tlds.longest_at(rest, Kind::Country))
-                .or_else(|| punycode_tld(rest))
-                .map(|len| tld_at + len)
-        })
+        ends.into_iter()
+            .rev()
+            .find_map(|tld_at| tld_len(self.tlds, &host[tld_at..]).map(|len| tld_at + len))
     }
 }
 
@@ -380,14 +366,17 @@ fn host_encodes(host: &[char], has_ascii_domain: impl Fn(usize) -> bool) -> bool
     })
 }
 
+/// The top-level domain at the start of `text`, as twitter-text tries them: generic, then
+/// country code, then Punycode; its length.
+fn tld_len(tlds: &Tlds, text: &[char]) -> Option<usize> {
+    tlds.longest_at(text, Kind::Generic)
+        .or_else(|| tlds.longest_at(text, Kind::Country))
+        .or_else(|| punycode_tld(text))
+}
+
 /// `xn--` and Punycode letters, digits and dashes.
 fn punycode_tld(text: &[char]) -> Option<usize> {
-    let prefix = text.get(..4)?;
-    if !prefix
-        .iter()
-        .zip("xn--".chars())
-        .all(|(c, p)| c.eq_ignore_ascii_case(&p))
-    {
+    if !starts_with_ignoring_case(text, "xn--") {
         return None;
     }
     let digits = text[4..]
@@ -395,6 +384,15 @@ fn punycode_tld(text: &[char]) -> Option<usize> {
         .take_while(|&&c| c.is_ascii_alphanumeric() || c == '-')
         .count();
     (digits > 0).then_some(4 + digits)
+}
+
+/// Whether `text` starts with `ascii`, ASCII letters compared without case.
+fn starts_with_ignoring_case(text: &[char], ascii: &str) -> bool {
+    text.len() >= ascii.len()
+        && text
+            .iter()
+            .zip(ascii.chars())
+            .all(|(c, a)| c.eq_ignore_ascii_case(&a))
 }
 
 fn utf16_len(text: &[char]) -> usize {
@@ -409,11 +407,6 @@ fn is_url_preceding(c: char) -> bool {
         || is_invalid(c))
 }
 
-/// Characters X does not accept in a post at all.
-pub fn is_invalid(c: char) -> bool {
-    matches!(c, '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}')
-}
-
 /// What a host label may be made of: anything but ASCII punctuation, white space, the
 /// invalid characters and the directional marks.
 fn is_domain_char(c: char) -> bool {
@@ -421,39 +414,14 @@ fn is_domain_char(c: char) -> bool {
 }
 
 /// twitter-text's punctuation (`"` and `` ` `` are not in it).
+const PUNCT: &str = "!'#%&()*+,\\-./:;<=>?@[]^_{|}~$";
+/// What a path holds besides letters and digits.
+const PATH: &str = "!*';:=+,.$/%#[]-\u{2013}_~@|&";
+/// What a query holds besides letters and digits.
+const QUERY: &str = "!?*'@();:&=+$/%#[]-_.,~|";
+
 fn is_punct(c: char) -> bool {
-    matches!(
-        c,
-        '!' | '\''
-            | '#'
-            | '%'
-            | '&'
-            | '('
-            | ')'
-            | '*'
-            | '+'
-            | ','
-            | '\\'
-            | '-'
-            | '.'
-            | '/'
-            | ':'
-            | ';'
-            | '<'
-            | '='
-            | '>'
-            | '?'
-            | '@'
-            | '['
-            | ']'
-            | '^'
-            | '_'
-            | '{'
-            | '|'
-            | '}'
-            | '~'
-            | '$'
-    )
+    PUNCT.contains(c)
 }
 
 fn is_space(c: char) -> bool {
@@ -516,33 +484,7 @@ fn is_ascii_label_char(c: char) -> bool {
 }
 
 fn is_path_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || is_cyrillic(c)
-        || is_latin_accent(c)
-        || matches!(
-            c,
-            '!' | '*'
-                | '\''
-                | ';'
-                | ':'
-                | '='
-                | '+'
-                | ','
-                | '.'
-                | '$'
-                | '/'
-                | '%'
-                | '#'
-                | '['
-                | ']'
-                | '-'
-                | '\u{2013}'
-                | '_'
-                | '~'
-                | '@'
-                | '|'
-                | '&'
-        )
+    c.is_ascii_alphanumeric() || is_cyrillic(c) || is_latin_accent(c) || PATH.contains(c)
 }
 
 fn is_path_ending(c: char) -> bool {
@@ -553,33 +495,7 @@ fn is_path_ending(c: char) -> bool {
 }
 
 fn is_query_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            '!' | '?'
-                | '*'
-                | '\''
-                | '@'
-                | '('
-                | ')'
-                | ';'
-                | ':'
-                | '&'
-                | '='
-                | '+'
-                | '$'
-                | '/'
-                | '%'
-                | '#'
-                | '['
-                | ']'
-                | '-'
-                | '_'
-                | '.'
-                | ','
-                | '~'
-                | '|'
-        )
+    c.is_ascii_alphanumeric() || QUERY.contains(c)
 }
 
 fn is_query_ending(c: char) -> bool {
@@ -591,11 +507,7 @@ mod tests {
     use super::*;
 
     fn urls(s: &str) -> Vec<String> {
-        let chars: Vec<char> = s.chars().collect();
-        extract(&chars)
-            .into_iter()
-            .map(|r| chars[r].iter().collect())
-            .collect()
+        super::super::tests::found(s, extract)
     }
 
     #[test]
