@@ -33,11 +33,8 @@ impl Case {
         let mut cmd = agent(self.dir.path());
         cmd.env("TWITTER_CONSUMER_KEY", CONSUMER_KEY)
             .env("TWITTER_CONSUMER_SECRET", CONSUMER_SECRET)
-            .arg("authorize")
-            .args(["--api-base", &self.x.base_url()])
-            .arg("--ca-file")
-            .arg(&self.x.ca_file)
-            .args(extra);
+            .arg("authorize");
+        self.x.client(&mut cmd).args(extra);
         cmd
     }
 
@@ -107,10 +104,8 @@ fn authorize_writes_the_config_and_a_post_then_works_from_it() {
 
     // The file alone is enough to post: no credentials in the environment.
     let mut post = agent(case.dir.path());
-    post.arg("post")
-        .args(["--api-base", &case.x.base_url()])
-        .arg("--ca-file")
-        .arg(&case.x.ca_file)
+    case.x
+        .client(post.arg("post"))
         .arg("first post of the announcer");
     let out = run(&mut post, None);
     assert_eq!(out.code, 0, "{out:?}");

@@ -15,6 +15,17 @@ fn count(args: &[&str], stdin: Option<&[u8]>) -> Run {
 
 #[test]
 fn count_says_what_x_would_say() {
+    // The README's first post.
+    let out = count(&["esx-07.rack12.example.com is up"], None);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "29/280 fits\n"),
+        "{out:?}"
+    );
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains("esxi-tweet count \"esx-07.rack12.example.com is up\"    # 29/280 fits")
+    );
     let out = count(
         &["esx-07.rack12.datacenter-frankfurt.example.com is up"],
         None,
@@ -73,12 +84,7 @@ fn bad_text_gets_one_line() {
 
 fn post(x: &FakeX, home: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut cmd = agent(home);
-    with_credentials(&mut cmd)
-        .arg("post")
-        .args(["--api-base", &x.base_url()])
-        .arg("--ca-file")
-        .arg(&x.ca_file)
-        .args(args);
+    x.client(with_credentials(&mut cmd).arg("post")).args(args);
     run(&mut cmd, stdin)
 }
 

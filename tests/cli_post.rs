@@ -23,11 +23,7 @@ impl Case {
     fn post(&self, args: &[&str]) -> Command {
         let mut cmd = agent(self.dir.path());
         with_credentials(&mut cmd);
-        cmd.arg("post")
-            .args(["--api-base", &self.x.base_url()])
-            .arg("--ca-file")
-            .arg(&self.x.ca_file)
-            .args(args);
+        self.x.client(cmd.arg("post")).args(args);
         cmd
     }
 

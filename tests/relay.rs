@@ -5,7 +5,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -59,15 +59,20 @@ impl Setup {
         }
     }
 
-    fn start(&self, x: &FakeX, extra: &[&str]) -> Relay {
+    /// `esxi-tweet serve` with credentials and this setup's spool, then `args`.
+    fn serve(&self, args: &[&str]) -> Command {
         let mut cmd = agent(self.home.path());
         with_credentials(&mut cmd)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--api-base", &x.base_url()])
-            .arg("--ca-file")
-            .arg(&x.ca_file)
             .arg("--spool")
             .arg(&self.spool)
+            .args(args);
+        cmd
+    }
+
+    fn start(&self, x: &FakeX, extra: &[&str]) -> Relay {
+        let mut cmd = self.serve(&["--listen", "127.0.0.1:0"]);
+        x.client(&mut cmd)
             .arg("--token-file")
             .arg(&self.token_file)
             .args(extra)
@@ -438,44 +443,59 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
     assert!(eventually(Duration::from_secs(5), || setup.spooled() == 0));
 }
 
-#[test]
-fn a_429_waits_for_the_reset_then_posts_what_waited() {
-    let setup = Setup::new();
-    let reset = SystemTime::now()
+/// Unix seconds `n` seconds from now.
+fn seconds_from_now(n: u64) -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 2;
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: [Canned::new(429, r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#)
-                .header("x-rate-limit-reset", &reset.to_string())]
-            .into(),
-            ..Default::default()
-        },
-    );
+        + n
+}
+
+/// A relay whose first post gets `answer` (a limit that lifts at `reset`), sent `first` and,
+/// once that answer came, `second`; returns the fake API after its next post, and the log.
+fn through_a_limit(answer: Canned, reset: u64, first: &str, second: &str) -> (FakeX, String) {
+    let setup = Setup::new();
+    let behaviour = Behaviour {
+        script: [answer.header("x-rate-limit-reset", &reset.to_string())].into(),
+        ..Default::default()
+    };
+    let x = FakeX::start(setup.home.path(), behaviour);
     let relay = setup.start(&x, &[]);
-    assert_eq!(relay.text("esx-07 is up").0, 200);
+    assert_eq!(relay.text(first).0, 200);
     assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
-    assert_eq!(relay.text("esx-08 is up").0, 200);
+    assert_eq!(relay.text(second).0, 200);
     assert!(
         eventually(Duration::from_secs(15), || x.posts().len() == 1),
         "{}",
         relay.log()
     );
-    let received = x.received();
-    let post = received.iter().find(|r| r.status == 201).unwrap();
+    // The post that followed the limit was signed once it had lifted.
+    let post = x
+        .received()
+        .into_iter()
+        .find(|r| r.status == 201 && r.body.contains(second));
+    let signed = post.expect("the second text was posted").timestamp;
     assert!(
-        post.timestamp >= reset,
-        "posted at {} before the reset {reset}",
-        post.timestamp
+        signed >= reset,
+        "posted at {signed}, before the reset {reset}"
     );
+    (x, relay.log())
+}
+
+#[test]
+fn a_429_waits_for_the_reset_then_posts_what_waited() {
+    let reset = seconds_from_now(2);
+    let too_many = Canned::new(
+        429,
+        r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#,
+    );
+    let (x, log) = through_a_limit(too_many, reset, "esx-07 is up", "esx-08 is up");
     assert_eq!(
         x.posts()[0].text,
         "2 messages while rate-limited: esx-07 is up; esx-08 is up"
     );
-    assert!(relay.log().contains("rate-limited"), "{}", relay.log());
+    assert!(log.contains("rate-limited"), "{log}");
 }
 
 #[test]
@@ -556,17 +576,7 @@ fn kill_9_while_posting_neither_loses_nor_doubles_the_post() {
 fn a_relay_reachable_from_other_hosts_needs_a_token() {
     let setup = Setup::new();
     let x = FakeX::start(setup.home.path(), Behaviour::default());
-    let mut cmd = agent(setup.home.path());
-    with_credentials(&mut cmd)
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--api-base",
-            &x.base_url(),
-        ])
-        .arg("--spool")
-        .arg(&setup.spool);
+    let mut cmd = setup.serve(&["--listen", "0.0.0.0:0", "--api-base", &x.base_url()]);
     let out = crate::support::run(&mut cmd, None);
     assert_eq!(out.code, 64, "{out:?}");
     assert!(out.stderr.contains("--token-file"), "{out:?}");
@@ -615,12 +625,8 @@ fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
     );
 
     std::fs::write(&template, "{alertname} on {host}\n").unwrap();
-    let mut cmd = agent(setup.home.path());
-    with_credentials(&mut cmd)
-        .args(["serve", "--listen", "127.0.0.1:0", "--template"])
-        .arg(&template)
-        .arg("--spool")
-        .arg(&setup.spool);
+    let mut cmd = setup.serve(&["--listen", "127.0.0.1:0", "--template"]);
+    cmd.arg(&template);
     let out = crate::support::run(&mut cmd, None);
     assert_eq!(out.code, 64, "{out:?}");
     assert!(out.stderr.contains("unknown placeholder {host}"), "{out:?}");
@@ -628,44 +634,14 @@ fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
 
 #[test]
 fn when_x_says_no_posts_are_left_the_relay_waits_for_the_reset() {
-    let setup = Setup::new();
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2;
+    let reset = seconds_from_now(2);
     let last_one = Canned::new(
         201,
         r#"{"data":{"id":"1900000000000000001","text":"first"}}"#,
     )
     .header("x-rate-limit-limit", "17")
-    .header("x-rate-limit-remaining", "0")
-    .header("x-rate-limit-reset", &reset.to_string());
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: [last_one].into(),
-            ..Default::default()
-        },
-    );
-    let relay = setup.start(&x, &[]);
-    assert_eq!(relay.text("first").0, 200);
-    assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
-    assert_eq!(relay.text("second").0, 200);
-    assert!(
-        eventually(Duration::from_secs(15), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    .header("x-rate-limit-remaining", "0");
+    let (x, _) = through_a_limit(last_one, reset, "first", "second");
     assert_eq!(x.posts()[0].text, "second");
-    let second = x
-        .received()
-        .into_iter()
-        .find(|r| r.status == 201 && r.body.contains("second"))
-        .unwrap();
-    assert!(
-        second.timestamp >= reset,
-        "no 429 met: it waited for {reset}"
-    );
-    assert!(x.received().iter().all(|r| r.status != 429));
+    assert!(x.received().iter().all(|r| r.status != 429), "no 429 met");
 }

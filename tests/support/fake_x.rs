@@ -160,6 +160,13 @@ impl FakeX {
         format!("https://127.0.0.1:{}", self.port)
     }
 
+    /// Points `cmd` at this API: `--api-base` and `--ca-file` with the test CA.
+    pub fn client<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
+        cmd.args(["--api-base", &self.base_url()])
+            .arg("--ca-file")
+            .arg(&self.ca_file)
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
