@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build build-deps test-deps msrv bundle vib test lint clean bench demo bench-tools soak
+.PHONY: all build build-deps test-deps msrv bundle vib test lint clean bench bench-counter demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build vib $(if $(CONFIG),bundle)
@@ -70,8 +70,13 @@ bench-tools:
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 
-bench: build bench-tools
+bench: build bench-tools bench-counter
 	python3 scripts/bench.py
+
+# The text counter on hostile input (64 KiB to 1 MiB of each family): bench/counter.md.
+bench-counter:
+	$(CARGO) bench --locked -q -p esxi-tweet --bench counter | tee bench/counter.md.tmp
+	@{ echo "# The text counter on hostile input"; echo; echo "\`make bench-counter\` ($$(date -u +%F), $$(nproc) cores): the least of three runs, release build."; echo; cat bench/counter.md.tmp; } > bench/counter.md && rm bench/counter.md.tmp
 
 demo: build bench-tools
 	python3 scripts/demo.py

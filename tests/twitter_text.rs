@@ -178,3 +178,51 @@ fn hosts_and_urls_from_the_field() {
         assert_eq!(twitter_text::weighted_length(text), want, "{text}");
     }
 }
+
+/// The least time of three runs of `work`: the machine's noise only ever adds.
+fn least_time(mut work: impl FnMut()) -> std::time::Duration {
+    (0..3)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            work();
+            start.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Counting and fitting grow linearly with the text, whatever it holds: four times the text
+/// may take about four times as long, never sixteen (a quadratic scan). Ratios between two
+/// sizes on the same machine, not a wall-clock limit; the figures are in `make bench`.
+#[test]
+fn counting_and_fitting_are_linear_for_every_hostile_family() {
+    use crate::support::hostile_texts::FAMILIES;
+    const SMALL: usize = 4 * 1024;
+    for (name, make) in FAMILIES {
+        let (small, large) = (make(SMALL), make(4 * SMALL));
+        for (what, run) in [
+            (
+                "count",
+                (|t: &str| {
+                    std::hint::black_box(twitter_text::parse(t));
+                }) as fn(&str),
+            ),
+            ("fit", |t: &str| {
+                std::hint::black_box(twitter_text::fit::fit(t));
+            }),
+        ] {
+            let (a, b) = (least_time(|| run(&small)), least_time(|| run(&large)));
+            // Below a millisecond the ratio is noise: that is fast whatever the growth.
+            if b < std::time::Duration::from_millis(2) {
+                continue;
+            }
+            let ratio = b.as_secs_f64() / a.as_secs_f64().max(1e-6);
+            assert!(
+                ratio < 9.0,
+                "{what} of {name:?}: {a:?} for {} bytes, {b:?} for {} bytes ({ratio:.1}x for 4x the text)",
+                small.len(),
+                large.len()
+            );
+        }
+    }
+}

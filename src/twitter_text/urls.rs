@@ -70,7 +70,7 @@ struct Scanner<'t> {
     /// The same without `_`, which the last label before the top-level domain may not hold.
     name_run: Vec<usize>,
     /// Host names already matched (or not) from a position.
-    hosts: HashMap<usize, Option<usize>>,
+    hosts: Vec<Option<Option<usize>>>,
 }
 
 impl<'t> Scanner<'t> {
@@ -87,7 +87,7 @@ impl<'t> Scanner<'t> {
             tlds: Tlds::get(),
             label_run: runs(|c| is_domain_char(c) || c == '_' || c == '-'),
             name_run: runs(|c| is_domain_char(c) || c == '-'),
-            hosts: HashMap::new(),
+            hosts: vec![None; text.len() + 1],
         }
     }
 
@@ -153,7 +153,7 @@ impl<'t> Scanner<'t> {
     /// top-level domain; as many leading labels as can be had, as a greedy pattern would.
     /// Returns where the host name ends.
     fn host_at(&mut self, at: usize) -> Option<usize> {
-        if let Some(&known) = self.hosts.get(&at) {
+        if let Some(known) = self.hosts[at] {
             return known;
         }
         // Walk the chain of `label.` from `at` (up to a start already settled), then settle it
@@ -162,22 +162,22 @@ impl<'t> Scanner<'t> {
         let mut current = at;
         while let Some(next) = self.label_end(current, false) {
             chain.push(next);
-            if self.hosts.contains_key(&next) {
+            if self.hosts[next].is_some() {
                 break;
             }
             current = next;
         }
         for &start in chain.iter().rev() {
-            if self.hosts.contains_key(&start) {
+            if self.hosts[start].is_some() {
                 continue;
             }
             let deeper = self
                 .label_end(start, false)
-                .and_then(|next| self.hosts.get(&next).copied().flatten());
+                .and_then(|next| self.hosts[next].flatten());
             let here = deeper.or_else(|| self.tld_at(self.label_end(start, true)?));
-            self.hosts.insert(start, here);
+            self.hosts[start] = Some(here);
         }
-        self.hosts.get(&at).copied().flatten()
+        self.hosts[at].flatten()
     }
 
     /// The end (after its dot) of a host label at `at`: host characters, with `-` (and `_`
@@ -265,9 +265,11 @@ impl<'t> Scanner<'t> {
         let host = &self.text[found.host.clone()];
         let scheme = if found.scheme > 0 { found.scheme } else { 8 };
         // The length first: it bounds the work of the host checks.
-        if utf16_len(url) + scheme > MAX_URL_LENGTH
-            || !host_encodes(host, |at| self.ascii_domain_at(host, at).is_some())
-        {
+        if utf16_len(url) + scheme > MAX_URL_LENGTH {
+            return;
+        }
+        let mut domains = AsciiDomains::new(host, self.tlds);
+        if !host_encodes(host, &mut domains) {
             return;
         }
         if found.scheme == 0 {
@@ -278,7 +280,7 @@ impl<'t> Scanner<'t> {
             let first_new = urls.len();
             let mut at = 0;
             while at < host.len() {
-                match self.ascii_domain_at(host, at) {
+                match domains.at(at) {
                     Some(end) => {
                         urls.push(found.host.start + at..found.host.start + end);
                         at = end;
@@ -319,35 +321,83 @@ impl<'t> Scanner<'t> {
         }
         Some(Some(self.query_end(slug_end).min(found.end)))
     }
+}
 
-    /// An ASCII host name (labels of letters, digits, `-` and Latin accented letters, then a
-    /// top-level domain) starting at `at` in `host`; where it ends.
-    fn ascii_domain_at(&self, host: &[char], at: usize) -> Option<usize> {
-        let label = |from: usize| {
-            let end = from
-                + host[from..]
-                    .iter()
-                    .take_while(|&&c| is_ascii_label_char(c))
-                    .count();
-            (end > from && host.get(end) == Some(&'.')).then_some(end + 1)
-        };
-        // Greedy labels, then the top-level domain after the last label that leaves one.
-        let mut ends = Vec::new();
-        let mut next = at;
-        while let Some(end) = label(next) {
-            ends.push(end);
-            next = end;
+/// The ASCII host names inside one host name (labels of letters, digits, `-` and Latin
+/// accented letters, then a top-level domain), asked for at every position of the host.
+///
+/// From a position, labels are taken greedily and the top-level domain is looked for after
+/// the last label that leaves one: the chains of labels from neighbouring positions share
+/// their tails, so each label end is settled once and remembered. Asked at every position of
+/// `a.a.a...a.ж.рф`, that is one pass, not one pass per position (which made 4 KB of text
+/// cost seconds).
+struct AsciiDomains<'h> {
+    host: &'h [char],
+    tlds: &'static Tlds,
+    /// For each position, where the run of ASCII label characters starting there ends.
+    run: Vec<usize>,
+    /// For each label end settled so far: where the host name found from it ends, if any.
+    settled: HashMap<usize, Option<usize>>,
+}
+
+impl<'h> AsciiDomains<'h> {
+    fn new(host: &'h [char], tlds: &'static Tlds) -> Self {
+        let mut run = vec![host.len(); host.len() + 1];
+        for i in (0..host.len()).rev() {
+            run[i] = if is_ascii_label_char(host[i]) {
+                run[i + 1]
+            } else {
+                i
+            };
         }
-        ends.into_iter()
-            .rev()
-            .find_map(|tld_at| tld_len(self.tlds, &host[tld_at..]).map(|len| tld_at + len))
+        AsciiDomains {
+            host,
+            tlds,
+            run,
+            settled: HashMap::new(),
+        }
+    }
+
+    /// The end (after its dot) of the label at `from`.
+    fn label(&self, from: usize) -> Option<usize> {
+        let end = self.run[from];
+        (end > from && self.host.get(end) == Some(&'.')).then_some(end + 1)
+    }
+
+    /// The ASCII host name starting at `at`; where it ends.
+    fn at(&mut self, at: usize) -> Option<usize> {
+        let first = self.label(at)?;
+        // The chain of label ends from `first`, up to one already settled...
+        let mut chain = vec![first];
+        let mut current = first;
+        while !self.settled.contains_key(&current)
+            && let Some(next) = self.label(current)
+        {
+            chain.push(next);
+            current = next;
+        }
+        // ...settled from its far end: the deepest top-level domain wins.
+        for &end in chain.iter().rev() {
+            if self.settled.contains_key(&end) {
+                continue;
+            }
+            let deeper = self
+                .label(end)
+                .and_then(|next| self.settled.get(&next).copied().flatten());
+            let here =
+                deeper.or_else(|| tld_len(self.tlds, &self.host[end..]).map(|len| end + len));
+            self.settled.insert(end, here);
+        }
+        self.settled.get(&first).copied().flatten()
     }
 }
 
 /// Whether every label of `host` encodes (Punycode) to 1 to 63 characters, and a host that
 /// claims to be Punycode already (`xn--`) is ASCII.
-fn host_encodes(host: &[char], has_ascii_domain: impl Fn(usize) -> bool) -> bool {
-    if host.starts_with(&['x', 'n', '-', '-']) && !(0..host.len()).any(has_ascii_domain) {
+fn host_encodes(host: &[char], domains: &mut AsciiDomains) -> bool {
+    if host.starts_with(&['x', 'n', '-', '-'])
+        && !(0..host.len()).any(|at| domains.at(at).is_some())
+    {
         return false;
     }
     host.split(|&c| c == '.').all(|label| {
