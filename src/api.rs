@@ -99,10 +99,70 @@ pub struct Response {
     pub rate_limit_reset: Option<u64>,
     /// `x-rate-limit-remaining`: requests left until the reset, if given.
     pub rate_limit_remaining: Option<u64>,
+    /// The 24-hour caps (`x-user-limit-24hour-*`, `x-app-limit-24hour-*`), if given.
+    pub day: Option<DayLimit>,
     /// The body as text.
     pub body: String,
     /// Why the body could not be read whole (too large, cut short, not UTF-8), if so.
     pub body_error: Option<String>,
+}
+
+/// What is left of X's 24-hour posting caps, the user's and the app's taken together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayLimit {
+    /// Posts left today: the smaller of the two caps.
+    pub remaining: u64,
+    /// When a spent cap resets (the later one when both are), Unix seconds; else the
+    /// earliest reset given.
+    pub reset: Option<u64>,
+}
+
+impl DayLimit {
+    /// From the (remaining, reset) pairs of the user's and the app's headers; `None` when
+    /// neither says how many are left.
+    pub fn from_headers(
+        user: (Option<u64>, Option<u64>),
+        app: (Option<u64>, Option<u64>),
+    ) -> Option<DayLimit> {
+        let known: Vec<(u64, Option<u64>)> = [user, app]
+            .into_iter()
+            .filter_map(|(remaining, reset)| Some((remaining?, reset)))
+            .collect();
+        let remaining = known.iter().map(|(left, _)| *left).min()?;
+        let spent = known
+            .iter()
+            .filter(|(left, _)| *left == 0)
+            .filter_map(|(_, reset)| *reset)
+            .max();
+        let reset = spent.or_else(|| known.iter().filter_map(|(_, reset)| *reset).min());
+        Some(DayLimit { remaining, reset })
+    }
+
+    /// Whether no post is left today.
+    pub fn spent(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+/// Builds the credential check: `GET /2/users/me`, signed like a post.
+pub fn me_request(api_base: &str) -> Outgoing {
+    Outgoing {
+        method: "GET",
+        url: format!("{}/2/users/me", api_base.trim_end_matches('/')),
+        content_type: "application/json",
+        body: String::new(),
+        body_is_form: false,
+    }
+}
+
+/// The account `GET /2/users/me` names: `@username`, or `None` when the answer has none.
+pub fn account_name(response: &Response) -> Option<String> {
+    let json: Value = serde_json::from_str(&response.body).ok()?;
+    let name = json["data"]["username"].as_str()?;
+    (!name.is_empty()
+        && name.len() <= 50
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then(|| format!("@{name}"))
 }
 
 /// A status that was created.
@@ -338,13 +398,11 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// `text` from the server made safe for a terminal: control characters (escape sequences,
-/// C1 controls, line breaks) become spaces, so an answer cannot redraw the screen or forge a
-/// log line.
+/// `text` from the server made safe for a terminal ([`crate::untrusted::printable`]): no
+/// escape sequence, control or bidi character, so an answer cannot redraw the screen, forge a
+/// log line or reverse how the line reads.
 pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::untrusted::printable(text)
 }
 
 /// The start of a body for an error message, on one line.

@@ -86,7 +86,7 @@ impl BootSettings {
             )));
         }
         let deadline = match table.deadline {
-            Some(d) => crate::cli::parse_duration(&d)
+            Some(d) => crate::units::parse_duration(&d)
                 .map_err(|e| Error::Config(format!("[boot] deadline {d:?} in {shown}: {e}")))?,
             None => Duration::from_secs(600),
         };

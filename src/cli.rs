@@ -16,6 +16,7 @@ use crate::oauth;
 use crate::post::{self, RetryPolicy, SystemClock};
 use crate::transport::{Transport, TransportOptions};
 use crate::twitter_text::{self, MAX_WEIGHTED_LENGTH};
+use crate::units;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -61,7 +62,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub proxy: Option<String>,
     /// Timeout of one HTTP attempt, e.g. 30s
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = units::parse_duration)]
     pub timeout: Duration,
     /// Config file [default: $XDG_CONFIG_HOME/esxi-tweet/config.toml or ~/.config/esxi-tweet/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -93,7 +94,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9095")]
     pub listen: String,
     /// File holding the bearer token webhooks must send (Alertmanager's
-    /// http_config.authorization); required unless listening on loopback
+    /// http_config.authorization), mode 600; required unless listening on loopback
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
     /// Spool and state directory [default: $STATE_DIRECTORY, else ~/.local/state/esxi-tweet]
@@ -102,13 +103,32 @@ pub struct ServeArgs {
     /// Local posting budget, e.g. 50/24h (X's Free tier allows 17 posts per 24 hours)
     #[arg(long, value_name = "N/PERIOD", default_value = "17/24h", value_parser = crate::relay::worker::Budget::parse)]
     pub max_posts: crate::relay::worker::Budget,
+    /// How long a new alert group's first post waits for the rest of the group (0: not at all)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::parse_duration_or_zero)]
+    pub settle: Duration,
     /// A template for alert groups, with {status} {alertname} {hosts} {summary}
     /// {description} {severity} {count} {url} {group}
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
+    /// Host names as the alert gives them, instead of their first label (esx-07)
+    #[arg(long, value_enum, value_name = "FORM", default_value = "short")]
+    pub host_names: crate::relay::text::HostNames,
+    /// Let links in alert labels and annotations stay links (by default they are defanged:
+    /// example[.]com)
+    #[arg(long)]
+    pub allow_links: bool,
+    /// Let @mentions in alert labels and annotations stay mentions (by default: @ name)
+    #[arg(long)]
+    pub allow_mentions: bool,
+    /// Let #hashtags and $cashtags in alert labels and annotations stay live
+    #[arg(long)]
+    pub allow_hashtags: bool,
     /// Largest webhook body accepted, e.g. 1m
-    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1m", value_parser = parse_body_size)]
     pub max_body_size: usize,
+    /// Most the spool may hold on disk (507 to senders beyond), e.g. 256m
+    #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_spool_size)]
+    pub max_spool_size: u64,
     /// Log one JSON object per line
     #[arg(long)]
     pub json: bool,
@@ -117,16 +137,14 @@ pub struct ServeArgs {
     pub api: Option<ApiVersion>,
 }
 
-/// A size such as `512k` or `1m`, from 1 KiB to 64 MiB.
-fn parse_size(value: &str) -> Result<usize, String> {
-    let size = parse_size::Config::new()
-        .with_binary()
-        .parse_size(value)
-        .map_err(|e| format!("{e} (try 1m or 512k)"))?;
-    if !(1024..=64 * 1024 * 1024).contains(&size) {
-        return Err("must be from 1k to 64m".to_string());
-    }
-    Ok(size as usize)
+/// A spool size, from 1 MiB to 1 TiB.
+fn parse_spool_size(value: &str) -> Result<u64, String> {
+    units::parse_size(value, 1 << 20, 1 << 40)
+}
+
+/// A webhook body size such as `512k` or `1m`, from 1 KiB to 64 MiB.
+fn parse_body_size(value: &str) -> Result<usize, String> {
+    units::parse_size(value, 1024, 64 * 1024 * 1024).map(|size| size as usize)
 }
 
 /// `esxi-tweet count`.
@@ -166,7 +184,7 @@ pub struct PostArgs {
     #[arg(long)]
     pub allow_duplicate: bool,
     /// Give up retrying after this long, e.g. 2m or 10m
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = units::parse_duration)]
     pub deadline: Duration,
 }
 
@@ -191,22 +209,6 @@ pub struct SignArgs {
     /// Print {"base_string", "signature", "authorization"} as JSON
     #[arg(long)]
     pub json: bool,
-}
-
-/// The longest duration any option takes: beyond it, time arithmetic could overflow, and no
-/// post waits that long.
-pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// A duration such as `30s` or `10m`, at least 1 ms and at most [`MAX_DURATION`].
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(value).map_err(|e| format!("{e} (try 30s or 10m)"))?;
-    if duration > MAX_DURATION {
-        return Err("longer than 7 days".to_string());
-    }
-    if duration < Duration::from_millis(1) {
-        return Err("must be at least 1ms".to_string());
-    }
-    Ok(duration)
 }
 
 /// Runs a parsed command line against the process environment and standard streams.
@@ -488,32 +490,22 @@ fn run_count(args: CountArgs) -> Result<(), Error> {
 }
 
 fn run_serve(global: &GlobalArgs, settings: &Settings, args: ServeArgs) -> Result<(), Error> {
+    use crate::relay;
     let credentials = settings.credentials()?;
-    let token = match &args.token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("cannot read --token-file {}: {e}", path.display()))
-            })?;
-            let token = text.trim();
-            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::Config(format!(
-                    "--token-file {} must hold one token: no spaces, not empty",
-                    path.display()
-                )));
-            }
-            Some(crate::credentials::Secret::new(token))
-        }
-        None => None,
-    };
+    let token = args
+        .token_file
+        .as_deref()
+        .map(read_token_file)
+        .transpose()?;
     let template = match &args.template {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::Usage(format!("cannot read --template {}: {e}", path.display()))
             })?;
-            crate::relay::text::Template::parse(&text)
+            relay::text::Template::parse(&text)
                 .map_err(|why| Error::Usage(format!("--template {}: {why}", path.display())))?
         }
-        None => crate::relay::text::Template::Default,
+        None => relay::text::Template::Default,
     };
     let spool_dir = match args.spool {
         Some(dir) => dir,
@@ -528,23 +520,86 @@ fn run_serve(global: &GlobalArgs, settings: &Settings, args: ServeArgs) -> Resul
             .ok_or_else(|| Error::Usage("no spool directory: pass --spool DIR".to_string()))?,
     };
     let version = args.api.or(settings.file.api).unwrap_or_default();
-    crate::relay::run(
-        crate::relay::Options {
-            listen: args.listen,
+    let listener = std::net::TcpListener::bind(&args.listen).map_err(|e| {
+        Error::Config(format!(
+            "cannot listen on {}: {e}; pick another --listen address",
+            args.listen
+        ))
+    })?;
+    let shutdown = std::sync::Arc::new(relay::Shutdown::default());
+    watch_signals(&shutdown)?;
+    relay::run(
+        listener,
+        relay::Options {
             token,
             spool_dir,
-            template,
-            budget: args.max_posts,
+            settings: relay::worker::Settings {
+                composer: relay::text::Composer {
+                    template,
+                    allow: relay::defang::Allow {
+                        links: args.allow_links,
+                        mentions: args.allow_mentions,
+                        hashtags: args.allow_hashtags,
+                    },
+                    host_names: args.host_names,
+                },
+                budget: args.max_posts,
+                settle: args.settle,
+            },
             max_body: args.max_body_size,
+            max_spool_size: args.max_spool_size,
             json_logs: args.json,
         },
-        crate::relay::Account {
+        relay::worker::Account {
             credentials,
             api_base: settings.api_base.clone(),
             version,
             sender: Box::new(settings.transport(global)?),
         },
+        shutdown,
     )
+}
+
+/// The relay's bearer token: one word in a file only its owner can read.
+fn read_token_file(path: &std::path::Path) -> Result<crate::credentials::Secret, Error> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read --token-file {shown}: {e}")))?;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Config(format!("cannot read --token-file {shown}: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Config(format!(
+            "--token-file {shown} is readable by others (mode {:03o}): run chmod 600 {shown}",
+            mode & 0o777
+        )));
+    }
+    let token = text.trim();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Config(format!(
+            "--token-file {shown} must hold one token: no spaces, not empty"
+        )));
+    }
+    Ok(crate::credentials::Secret::new(token))
+}
+
+/// SIGTERM and SIGINT stop the relay as [`crate::relay::Shutdown`] says.
+fn watch_signals(shutdown: &std::sync::Arc<crate::relay::Shutdown>) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                shutdown.trigger();
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+    Ok(())
 }
 
 fn run_authorize(global: &GlobalArgs, settings: &Settings) -> Result<(), Error> {
@@ -685,21 +740,12 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_range_checked() {
-        for bad in [
-            "18446744073709551615s",
-            "99999999999999999999999s",
-            "8d",
-            "0s",
-            "soon",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    fn bad_durations_are_usage_errors() {
+        for bad in ["8d", "0s", "soon"] {
             let err =
                 Cli::try_parse_from(["esxi-tweet", "post", "--timeout", bad, "x"]).unwrap_err();
             assert!(err.use_stderr(), "{bad}");
         }
-        assert_eq!(parse_duration("7d").unwrap(), MAX_DURATION);
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
     }
 
     #[test]

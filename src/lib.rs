@@ -16,6 +16,8 @@
 //! - [`authorize`]: the PIN-based OAuth flow that writes an account's access token.
 //! - [`cli`]: the command line.
 //! - [`error`]: the error type and the documented exit codes.
+//! - [`units`]: durations and sizes as flags and files write them.
+//! - [`untrusted`]: others' text made safe to show (escape sequences, bidi, zero-width).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -34,6 +36,8 @@ pub mod post;
 pub mod relay;
 pub mod transport;
 pub mod twitter_text;
+pub mod units;
+pub mod untrusted;
 pub mod vib;
 
 pub use credentials::{Credentials, Secret};

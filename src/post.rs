@@ -2,7 +2,9 @@
 //! temporary failures, waiting out a rate limit, and one re-sign when the host clock is wrong.
 //!
 //! Everything is bounded by one deadline, because on a booting host the agent runs in the
-//! background and must end on its own.
+//! background and must end on its own. The rules for X's limits ([`hold`]), the clock
+//! ([`clock_correction`]) and the backoff ([`backoff`]) are shared with the relay's worker,
+//! which applies them without a deadline.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,7 @@ use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::oauth;
 use crate::transport::{SendError, Transport};
+use crate::units;
 
 /// A server more than this far from our clock is taken to mean our clock is wrong
 /// (X rejects timestamps off by more than about 5 minutes).
@@ -22,6 +25,75 @@ pub fn server_skew(response: &Response, now: i64) -> Option<i64> {
     let date = httpdate::parse_http_date(response.date.as_deref()?).ok()?;
     let server = date.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
     Some(server - now)
+}
+
+/// A reset further ahead than this is not believed (X's longest window is 24 hours).
+pub const MAX_RESET_AHEAD_SECS: u64 = 25 * 3600;
+/// How long an unbelievable reset holds posting instead.
+pub const SUSPICIOUS_HOLD_SECS: u64 = 24 * 3600;
+
+/// What an answer from X says about when to ask again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing: ask when there is something to ask.
+    None,
+    /// No request before `until` (Unix seconds).
+    Until {
+        /// When X says its limit resets, at most [`SUSPICIOUS_HOLD_SECS`] from now.
+        until: u64,
+        /// The 24-hour cap is spent (not only the 15-minute window).
+        daily: bool,
+        /// X named a reset more than [`MAX_RESET_AHEAD_SECS`] ahead; `until` is 24 hours.
+        suspicious: bool,
+    },
+    /// Limited, but X named no reset in the future: back off with jitter.
+    Backoff,
+}
+
+/// When to ask X again after `response`, at Unix second `now`. A spent 24-hour cap
+/// (`x-user-limit-24hour-remaining: 0` or the app's) holds until its reset whatever the
+/// 15-minute `x-rate-limit-reset` says; a 429, or a success with `x-rate-limit-remaining: 0`,
+/// holds until `x-rate-limit-reset`. No header value can make this panic or hold for years.
+pub fn hold(response: &Response, now: u64) -> Hold {
+    let until = |reset: Option<u64>, daily: bool| match reset {
+        Some(reset) if reset > now => {
+            let suspicious = reset - now > MAX_RESET_AHEAD_SECS;
+            Hold::Until {
+                until: if suspicious {
+                    now + SUSPICIOUS_HOLD_SECS
+                } else {
+                    reset
+                },
+                daily,
+                suspicious,
+            }
+        }
+        _ => Hold::Backoff,
+    };
+    if let Some(day) = response.day
+        && day.spent()
+    {
+        return until(day.reset, true);
+    }
+    let success = (200..300).contains(&response.status);
+    if response.status == 429 {
+        until(response.rate_limit_reset, false)
+    } else if success && response.rate_limit_remaining == Some(0) {
+        match until(response.rate_limit_reset, false) {
+            Hold::Backoff => Hold::None,
+            hold => hold,
+        }
+    } else {
+        Hold::None
+    }
+}
+
+/// The seconds to add to our clock when X refused a signature and its `Date` says our clock
+/// is off: beyond [`MAX_SKEW_SECS`], or by any amount when X said the timestamp was the
+/// problem (v1.1 code 135). `ours` is the time we signed with.
+pub fn clock_correction(response: &Response, timestamp_rejected: bool, ours: i64) -> Option<i64> {
+    let skew = server_skew(response, ours)?;
+    (skew.abs() > MAX_SKEW_SECS || (timestamp_rejected && skew != 0)).then_some(skew)
 }
 
 /// Sends one signed request; [`Transport`] in production, a script in tests.
@@ -144,13 +216,12 @@ pub fn post_with_retries(
             request.method,
             api::shown_url(&request.url)
         ));
-        let (reason, rate_limit_reset) = match sender.send(request, &signed.authorization, timeout)
-        {
+        let (reason, hold) = match sender.send(request, &signed.authorization, timeout) {
             Err(SendError::Fatal(e)) => return Err(e),
-            Err(SendError::Retryable(why)) => (why, None),
+            Err(SendError::Retryable(why)) => (why, Hold::None),
             Err(SendError::OutcomeUnknown(why)) => {
                 maybe_posted = true;
-                (format!("{why} (the post may have been made)"), None)
+                (format!("{why} (the post may have been made)"), Hold::None)
             }
             Ok(response) => match api::interpret(version, &response) {
                 Ok(posted) => return Ok(posted),
@@ -177,18 +248,17 @@ pub fn post_with_retries(
                     });
                 }
                 Err(Failure::Duplicate(e) | Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry { reason, reset }) => (reason, reset),
+                Err(Failure::Retry { reason, .. }) => {
+                    let now = (clock.unix_seconds() + clock_offset).max(0) as u64;
+                    (reason, hold(&response, now))
+                }
                 Err(Failure::Unauthorized {
                     message,
                     timestamp_rejected,
                 }) => {
-                    let skew = server_skew(&response, clock.unix_seconds() + clock_offset);
-                    match skew {
-                        Some(skew)
-                            if !resigned_for_skew
-                                && (skew.abs() > MAX_SKEW_SECS
-                                    || (timestamp_rejected && skew != 0)) =>
-                        {
+                    let ours = clock.unix_seconds() + clock_offset;
+                    match clock_correction(&response, timestamp_rejected, ours) {
+                        Some(skew) if !resigned_for_skew => {
                             log(&format!(
                                 "clock skew: the server's clock is {skew:+} s from ours; signing again with the server's time"
                             ));
@@ -201,15 +271,34 @@ pub fn post_with_retries(
                 }
             },
         };
-        let now = clock.unix_seconds() + clock_offset;
-        let wait = match rate_limit_reset {
-            Some(reset) if reset as i64 > now => Duration::from_secs((reset as i64 - now) as u64),
-            _ => backoff(policy, attempt),
+        let now = (clock.unix_seconds() + clock_offset).max(0) as u64;
+        let wait = match hold {
+            Hold::Until {
+                until, daily: true, ..
+            } => {
+                // Nothing succeeds before the day's reset: waiting inside a deadline of
+                // minutes would only spend X's allowance of requests.
+                return Err(Error::Temporary(format!(
+                    "X's daily post limit for this account is spent (x-user-limit-24hour-remaining or x-app-limit-24hour-remaining: 0); it resets at {} (in {}): post again then",
+                    units::shown_time(until),
+                    humantime::format_duration(Duration::from_secs(until - now))
+                )));
+            }
+            Hold::Until { until, .. } => Duration::from_secs(until - now),
+            Hold::None | Hold::Backoff => {
+                backoff(policy.first_backoff, policy.max_backoff, attempt)
+            }
         };
         let remaining = policy.deadline.saturating_sub(clock.elapsed());
         if wait >= remaining {
+            let reset = match hold {
+                Hold::Until { until, .. } => {
+                    format!("; X's limit resets at {}", units::shown_time(until))
+                }
+                _ => String::new(),
+            };
             return Err(Error::Temporary(format!(
-                "gave up after {attempt} attempt{} within the {} deadline: {reason}",
+                "gave up after {attempt} attempt{} within the {} deadline: {reason}{reset}",
                 if attempt == 1 { "" } else { "s" },
                 humantime::format_duration(policy.deadline)
             )));
@@ -222,13 +311,12 @@ pub fn post_with_retries(
     }
 }
 
-/// Full jitter: a uniform wait between zero and the exponential bound.
-fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
+/// Full jitter: a uniform wait between zero and `first` doubled per attempt, at most `max`.
+pub fn backoff(first: Duration, max: Duration, attempt: u32) -> Duration {
     use rand::{Rng as _, TryRngCore as _};
-    let bound = policy
-        .first_backoff
+    let bound = first
         .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(policy.max_backoff);
+        .min(max);
     let millis = bound.as_millis().max(1) as u64;
     Duration::from_millis(rand::rngs::OsRng.unwrap_err().random_range(0..=millis))
 }

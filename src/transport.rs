@@ -86,15 +86,24 @@ impl Transport {
         authorization: &str,
         timeout: Duration,
     ) -> Result<Response, SendError> {
-        let result = self
-            .agent
-            .post(&request.url)
-            .header("Authorization", authorization)
-            .header("Content-Type", request.content_type)
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .send(request.body.as_bytes());
+        let result = if request.method == "GET" {
+            self.agent
+                .get(&request.url)
+                .header("Authorization", authorization)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call()
+        } else {
+            self.agent
+                .post(&request.url)
+                .header("Authorization", authorization)
+                .header("Content-Type", request.content_type)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(request.body.as_bytes())
+        };
         let mut response = result.map_err(classify)?;
         let header = |name: &str| {
             response
@@ -107,6 +116,17 @@ impl Transport {
         let rate_limit_reset = header("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
         let rate_limit_remaining =
             header("x-rate-limit-remaining").and_then(|v| v.trim().parse().ok());
+        let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let day = crate::api::DayLimit::from_headers(
+            (
+                number("x-user-limit-24hour-remaining"),
+                number("x-user-limit-24hour-reset"),
+            ),
+            (
+                number("x-app-limit-24hour-remaining"),
+                number("x-app-limit-24hour-reset"),
+            ),
+        );
         let status = response.status().as_u16();
         let read = response
             .body_mut()
@@ -125,6 +145,7 @@ impl Transport {
             date,
             rate_limit_reset,
             rate_limit_remaining,
+            day,
             body,
             body_error,
         })

@@ -2,13 +2,26 @@
 //! Grafana's webhook contact point, which sends the same shape with extra fields (`orgId`,
 //! `title`, `message`, per alert `values`, `silenceURL`...). Extra fields are ignored; what the
 //! texts need is checked here, so that a spooled notification always renders.
+//!
+//! Every value is the sender's to choose (a tenant's label, a scraped host name), so a
+//! notification keeps only what a post can show, each value cut to [`MAX_RAW_VALUE`]
+//! characters, and names its thread by a hash: whatever arrives, what is spooled and what the
+//! state remembers stay small.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 /// Most alerts one notification may carry (Alertmanager's `max_alerts` trims bigger groups).
 pub const MAX_ALERTS: usize = 1000;
+/// The most characters kept of any value (label, annotation, URL, group key, fingerprint):
+/// room for the escape sequences that cleaning removes, far beyond what a post shows.
+pub const MAX_RAW_VALUE: usize = 1024;
+/// The labels a post can show; the others are dropped at once.
+const SHOWN_LABELS: [&str; 2] = ["alertname", "severity"];
+/// The annotations a post can show.
+const SHOWN_ANNOTATIONS: [&str; 2] = ["summary", "description"];
 
 /// A group's state, as both senders spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +56,10 @@ pub struct Notification {
     /// Alerts the sender dropped because the group was bigger than its `max_alerts`.
     #[serde(rename = "truncatedAlerts", default)]
     pub truncated_alerts: u64,
+    /// The thread this group posts in: a hash of the group key (see [`Notification::thread_key`]),
+    /// set when the payload is parsed. Not the sender's: an incoming value is replaced.
+    #[serde(rename = "threadKey", default)]
+    pub thread: String,
     /// The alerts.
     pub alerts: Vec<Alert>,
 }
@@ -65,7 +82,7 @@ pub struct Alert {
 
 /// Parses and checks a webhook body. The error says what is wrong, for a 400 answer.
 pub fn parse(body: &[u8]) -> Result<Notification, String> {
-    let notification: Notification = serde_json::from_slice(body)
+    let mut notification: Notification = serde_json::from_slice(body)
         .map_err(|e| format!("not an Alertmanager or Grafana webhook payload: {e}"))?;
     if notification.alerts.is_empty() {
         return Err("the payload has no alerts".to_string());
@@ -76,7 +93,39 @@ pub fn parse(body: &[u8]) -> Result<Notification, String> {
             notification.alerts.len()
         ));
     }
+    // The thread is named by everything that identifies the group, before values are cut.
+    notification.thread = hash(&if notification.group_key.is_empty() {
+        format!(
+            "{}:{:?}",
+            notification.alertname(),
+            notification.common_labels
+        )
+    } else {
+        notification.group_key.clone()
+    });
+    notification.prune();
     Ok(notification)
+}
+
+/// The first 128 bits of SHA-256, in hex: a name for a value of any length.
+fn hash(value: &str) -> String {
+    Sha256::digest(value.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `value` cut to [`MAX_RAW_VALUE`] characters.
+fn cut(value: &mut String) {
+    if let Some((at, _)) = value.char_indices().nth(MAX_RAW_VALUE) {
+        value.truncate(at);
+    }
+}
+
+/// Keeps of `map` only the `names`, each value cut.
+fn keep(map: &mut BTreeMap<String, String>, names: &[&str]) {
+    map.retain(|name, _| names.contains(&name.as_str()));
+    map.values_mut().for_each(cut);
 }
 
 /// Label names that name the machine an alert is about, most specific first.
@@ -90,6 +139,24 @@ const HOST_LABELS: [&str; 6] = [
 ];
 
 impl Notification {
+    /// Drops what no post shows and cuts every value that remains.
+    fn prune(&mut self) {
+        let labels: Vec<&str> = SHOWN_LABELS.iter().chain(&HOST_LABELS).copied().collect();
+        keep(&mut self.common_labels, &labels);
+        keep(&mut self.group_labels, &labels);
+        keep(&mut self.common_annotations, &SHOWN_ANNOTATIONS);
+        cut(&mut self.group_key);
+        cut(&mut self.external_url);
+        for alert in &mut self.alerts {
+            keep(&mut alert.labels, &labels);
+            keep(&mut alert.annotations, &SHOWN_ANNOTATIONS);
+            alert.fingerprint.truncate(alert.fingerprint.len().min(64));
+            while !alert.fingerprint.is_char_boundary(alert.fingerprint.len()) {
+                alert.fingerprint.pop();
+            }
+        }
+    }
+
     /// How many of its alerts fire.
     pub fn firing(&self) -> usize {
         self.alerts
@@ -143,25 +210,26 @@ impl Notification {
             .unwrap_or_default()
     }
 
-    /// The fingerprints of the firing alerts, sorted: what a repeated notification repeats.
-    pub fn firing_fingerprints(&self) -> Vec<String> {
-        let mut prints: Vec<String> = self
+    /// What a repeated notification repeats: a hash of the sorted fingerprints of the firing
+    /// alerts.
+    pub fn firing_fingerprints(&self) -> String {
+        let mut prints: Vec<&str> = self
             .alerts
             .iter()
             .filter(|a| a.status == Status::Firing)
-            .map(|a| a.fingerprint.clone())
+            .map(|a| a.fingerprint.as_str())
             .collect();
-        prints.sort();
-        prints
+        prints.sort_unstable();
+        hash(&prints.join(","))
     }
 
-    /// The key threads are kept under: the group key, or for senders that leave it empty, the
-    /// alert name and common labels.
+    /// The key threads are kept under: a hash of the group key, or for senders that leave it
+    /// empty, of the alert name and common labels.
     pub fn thread_key(&self) -> String {
-        if self.group_key.is_empty() {
-            format!("{}:{:?}", self.alertname(), self.common_labels)
+        if self.thread.is_empty() {
+            hash(&self.group_key)
         } else {
-            self.group_key.clone()
+            self.thread.clone()
         }
     }
 
@@ -250,5 +318,32 @@ mod tests {
         .unwrap();
         assert_eq!(ok.alertname(), "A");
         assert_eq!(ok.firing(), 1);
+    }
+
+    #[test]
+    fn only_what_a_post_shows_is_kept_and_cut() {
+        let long = "x".repeat(100_000);
+        let body = format!(
+            r#"{{"groupKey":"{long}","status":"firing","commonLabels":{{"team":"{long}","alertname":"A"}},"alerts":[{{"status":"firing","labels":{{"instance":"{long}","pod":"p"}},"annotations":{{"summary":"{long}","runbook_url":"u"}},"fingerprint":"{long}"}}]}}"#
+        );
+        let n = parse(body.as_bytes()).unwrap();
+        assert_eq!(n.common_labels.keys().collect::<Vec<_>>(), ["alertname"]);
+        assert_eq!(n.alerts[0].labels.keys().collect::<Vec<_>>(), ["instance"]);
+        assert_eq!(n.alerts[0].labels["instance"].len(), MAX_RAW_VALUE);
+        assert_eq!(n.annotation("summary").len(), MAX_RAW_VALUE);
+        assert_eq!(n.alerts[0].fingerprint.len(), 64);
+        assert_eq!(n.group_key.len(), MAX_RAW_VALUE);
+        assert_eq!(n.thread_key().len(), 32);
+        assert!(serde_json::to_vec(&n).unwrap().len() < 4 * MAX_RAW_VALUE + 1000);
+        // The whole group key names the thread, not its first kilobyte.
+        let other = body.replacen(
+            &format!("\"groupKey\":\"{long}"),
+            &format!("\"groupKey\":\"{long}y"),
+            1,
+        );
+        assert_ne!(
+            parse(other.as_bytes()).unwrap().thread_key(),
+            n.thread_key()
+        );
     }
 }

@@ -3,15 +3,23 @@
 //! Every input is the sender's to choose, so the framing is the strictest that Alertmanager,
 //! Grafana and curl still satisfy: one request per connection (`Connection: close`), a body
 //! only with a single `Content-Length` (no chunked bodies, so nothing can be smuggled), heads
-//! up to 16 KiB and 64 headers (httparse does the parsing), bodies up to `--max-body-size`
-//! (413 beyond, before reading it), a 10 s budget per read and 30 s per request, and at most
-//! 64 connections at once (503 beyond). `Expect: 100-continue` (curl's large bodies) is
-//! answered once the head is acceptable.
+//! up to exactly 16 KiB and 64 headers (httparse does the parsing), bodies up to
+//! `--max-body-size` (413 beyond, before reading it). A whole head must arrive within 5 s and
+//! a whole request within 30 s, however slowly its bytes trickle. At most 128 connections are
+//! served at once, and the cap is no lockout: a new connection makes room by closing the
+//! oldest one that has not sent its head yet (a slow or idle client), so a real Alertmanager
+//! gets through while hundreds of slow connections are held open. `Expect: 100-continue`
+//! (curl's large bodies) is answered once the head is acceptable.
+//!
+//! A browser on the same machine is no sender: a request with an `Origin` header is refused,
+//! and without a token (loopback only) so is a `Host` other than the listen address or
+//! `localhost` (DNS rebinding).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -20,8 +28,9 @@ use subtle::ConstantTimeEq as _;
 use super::alerts;
 use super::log::Logger;
 use super::metrics::{Metrics, source};
-use super::spool::{Entry, Spool};
+use super::spool::{Entry, Refused, Spool};
 use super::worker::Wake;
+use super::{Health, Shutdown};
 use crate::credentials::Secret;
 
 /// Largest request head.
@@ -29,33 +38,91 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request.
 const MAX_HEADERS: usize = 64;
 /// Most connections served at once.
-const MAX_CONNECTIONS: usize = 64;
-/// Longest wait for one read or write.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Longest wait for one write.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a whole request head may take to arrive.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest a whole request may take to arrive.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-/// Most entries the spool takes: beyond, senders are told to retry (503) rather than fill the
-/// disk; one digest post drains any number of them.
-const MAX_SPOOLED: usize = 10_000;
+/// Stack of a connection's thread: parsing is flat (serde_json bounds nesting).
+const STACK_SIZE: usize = 1024 * 1024;
 
-/// What every connection handler shares.
-pub struct Server {
+/// What the listener is given.
+pub struct Config {
     /// The bearer token, if any.
     pub token: Option<Secret>,
     /// Largest body.
     pub max_body: usize,
+    /// The address listened on.
+    pub local: SocketAddr,
     /// Where accepted webhooks go.
     pub spool: Arc<Spool>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// What `/healthz` says.
+    pub health: Arc<Health>,
     /// Tells the worker about new entries.
     pub wake: Arc<Wake>,
-    /// Set on SIGTERM: webhooks get 503 (the sender retries later, elsewhere or here).
-    pub shutdown: Arc<AtomicBool>,
+    /// Once stopping, webhooks get 503 (the sender retries later, elsewhere or here).
+    pub shutdown: Arc<Shutdown>,
     /// Log lines.
     pub log: Logger,
+}
+
+/// A connection being served.
+struct Connection {
+    opened: Instant,
+    /// A handle to close it with, from the accept loop.
+    stream: TcpStream,
+    /// Its whole head has arrived: it is a request, no longer a candidate for shedding.
+    head_done: Arc<AtomicBool>,
+}
+
+/// What every connection handler shares.
+pub struct Server {
+    config: Config,
+    connections: Mutex<HashMap<u64, Connection>>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    /// A listener's shared part.
+    pub fn new(config: Config) -> Server {
+        Server {
+            config,
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
     /// Connections being served.
-    pub active: AtomicUsize,
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Connection>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for one more connection: closes the oldest that has not sent its head.
+    /// `false` when every connection is a request being served.
+    fn shed(&self, connections: &mut HashMap<u64, Connection>) -> bool {
+        let oldest = connections
+            .iter()
+            .filter(|(_, c)| !c.head_done.load(Ordering::SeqCst))
+            .min_by_key(|(_, c)| c.opened)
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| connections.remove(&id)) {
+            Some(victim) => {
+                // Its thread's read fails at once and the thread ends.
+                let _ = victim.stream.shutdown(std::net::Shutdown::Both);
+                self.config.metrics.shed.inc();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// An answer.
@@ -81,26 +148,44 @@ impl Answer {
     }
 }
 
-/// Serves `stream` on a thread of its own, or answers 503 when too many are open.
+/// Serves `stream` on a thread of its own; at the cap, the oldest connection without a head
+/// makes room, and only when every connection is a request is the new one answered 503.
 pub fn accept(server: &Arc<Server>, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    if server.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        server.active.fetch_sub(1, Ordering::SeqCst);
-        // Written and dropped at once: the accept loop must not wait on this client.
-        let answer = Answer::error(503, "too many connections; retry");
-        let _ = write_answer(&mut stream, &answer, false);
-        return;
+    let id = server.next_id.fetch_add(1, Ordering::SeqCst);
+    let head_done = Arc::new(AtomicBool::new(false));
+    {
+        let mut connections = server.lock();
+        if connections.len() >= MAX_CONNECTIONS && !server.shed(&mut connections) {
+            drop(connections);
+            // Written and dropped at once: the accept loop must not wait on this client.
+            let answer = Answer::error(503, "too many requests at once; retry");
+            let _ = write_answer(&mut stream, &answer, false);
+            return;
+        }
+        let Ok(handle) = stream.try_clone() else {
+            return;
+        };
+        connections.insert(
+            id,
+            Connection {
+                opened: Instant::now(),
+                stream: handle,
+                head_done: head_done.clone(),
+            },
+        );
     }
     let shared = server.clone();
-    let spawned = std::thread::Builder::new().spawn(move || {
-        let answer = serve(&shared, &mut stream);
-        let _ = write_answer(&mut stream, &answer, true);
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-    });
+    let spawned = std::thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || {
+            let answer = serve(&shared, &mut stream, &head_done);
+            let _ = write_answer(&mut stream, &answer, true);
+            shared.lock().remove(&id);
+        });
     if spawned.is_err() {
         // The connection went with the closure that never ran.
-        server.active.fetch_sub(1, Ordering::SeqCst);
+        server.lock().remove(&id);
     }
 }
 
@@ -127,24 +212,32 @@ impl Head {
     }
 }
 
-fn serve(server: &Server, stream: &mut TcpStream) -> Answer {
-    let deadline = Instant::now() + REQUEST_DEADLINE;
-    let head = match read_head(stream, deadline) {
+fn serve(server: &Server, stream: &mut TcpStream, head_done: &AtomicBool) -> Answer {
+    let started = Instant::now();
+    let head = match read_head(stream, started + HEAD_DEADLINE) {
         Ok(head) => head,
         Err(answer) => return answer,
     };
+    head_done.store(true, Ordering::SeqCst);
+    if let Err(why) = same_origin(&server.config, &head) {
+        return Answer::error(403, why);
+    }
+    let deadline = started + REQUEST_DEADLINE;
     let endpoint = head.path.split('?').next().unwrap_or_default().to_string();
     match (head.method.as_str(), endpoint.as_str()) {
-        ("GET", "/healthz") => Answer {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: "ok\n".into(),
-            extra: vec![],
+        ("GET", "/healthz") => match server.config.health.status() {
+            Ok(()) => Answer {
+                status: 200,
+                content_type: "text/plain; charset=utf-8",
+                body: "ok\n".into(),
+                extra: vec![],
+            },
+            Err(why) => Answer::error(503, &why),
         },
         ("GET", "/metrics") => Answer {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: server.metrics.render(),
+            body: server.config.metrics.render(),
             extra: vec![],
         },
         ("POST" | "PUT", "/alertmanager") => {
@@ -162,6 +255,31 @@ fn serve(server: &Server, stream: &mut TcpStream) -> Answer {
     }
 }
 
+/// Refuses what a web page in a browser could send: any request with an `Origin`, and, when
+/// no token guards the relay, a `Host` that is not the listen address or `localhost` (a page
+/// whose name was rebound to 127.0.0.1).
+fn same_origin(config: &Config, head: &Head) -> Result<(), &'static str> {
+    if head.one("origin").is_some() {
+        return Err("requests from web pages (with an Origin header) are not accepted");
+    }
+    if config.token.is_some() {
+        return Ok(());
+    }
+    let host = String::from_utf8_lossy(head.one("host").unwrap_or_default()).to_ascii_lowercase();
+    let port = config.local.port().to_string();
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if p == port && !name.ends_with(':') => name,
+        _ => host.as_str(),
+    };
+    let local = config.local.ip().to_string();
+    let allowed = ["localhost", "127.0.0.1", "[::1]", local.as_str()];
+    if allowed.contains(&name) || name.trim_matches(['[', ']']) == local {
+        Ok(())
+    } else {
+        Err("the Host is not this relay's address: without --token-file only localhost may post")
+    }
+}
+
 fn allowed(endpoint: &str) -> &'static str {
     match endpoint {
         "/alertmanager" => "POST, PUT",
@@ -174,15 +292,20 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Answer> 
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        // The head ends within the first 16 KiB or is too large, whatever follows it.
+        let searched = &buf[..buf.len().min(MAX_HEAD)];
+        if let Some(end) = searched.windows(4).position(|w| w == b"\r\n\r\n") {
             break end + 4;
         }
-        if buf.len() > MAX_HEAD {
+        if buf.len() >= MAX_HEAD {
             return Err(Answer::error(431, "request head over 16 KiB"));
         }
-        if Instant::now() > deadline {
-            return Err(Answer::error(408, "request took too long"));
+        // One deadline for the whole head: a byte every few seconds does not keep it open.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Answer::error(408, "the request head took too long"));
         }
+        let _ = stream.set_read_timeout(Some(left));
         match stream.read(&mut chunk) {
             Ok(0) => {
                 return Err(Answer::error(
@@ -191,7 +314,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Answer> 
                 ));
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => return Err(Answer::error(408, "request took too long")),
+            Err(_) => return Err(Answer::error(408, "the request head took too long")),
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -216,7 +339,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Answer> 
 }
 
 fn authorized(server: &Server, head: &Head) -> bool {
-    let Some(token) = &server.token else {
+    let Some(token) = &server.config.token else {
         return true;
     };
     let given = head.one("authorization").unwrap_or_default();
@@ -237,11 +360,12 @@ fn receive(
 ) -> Answer {
     let refuse = |status: u16, message: &str| {
         server
+            .config
             .metrics
             .rejected
             .get_or_create(&source(endpoint))
             .inc();
-        server.log.event(
+        server.config.log.event(
             "refused",
             &[
                 ("endpoint", json!(endpoint)),
@@ -257,11 +381,8 @@ fn receive(
             ..refuse(401, "missing or wrong bearer token")
         };
     }
-    if server.shutdown.load(Ordering::SeqCst) {
+    if server.config.shutdown.requested() {
         return refuse(503, "the relay is stopping; retry");
-    }
-    if server.spool.len() >= MAX_SPOOLED {
-        return refuse(503, "the spool is full; retry later");
     }
     if !head.all("transfer-encoding").is_empty() {
         return refuse(
@@ -281,10 +402,13 @@ fn receive(
     let Some(length) = length else {
         return refuse(400, "invalid Content-Length");
     };
-    if length > server.max_body {
+    if length > server.config.max_body {
         return refuse(
             413,
-            &format!("body over {} bytes (--max-body-size)", server.max_body),
+            &format!(
+                "body over {} bytes (--max-body-size)",
+                server.config.max_body
+            ),
         );
     }
     if head
@@ -307,28 +431,38 @@ fn receive(
             Err(why) => return refuse(400, &why),
         },
     };
-    let id = match server.spool.append(&entry) {
+    let id = match server.config.spool.append(&entry) {
         Ok(id) => id,
-        Err(e) => {
+        Err(Refused::Full(why)) => {
+            return refuse(507, &format!("{why}; retry later"));
+        }
+        Err(Refused::Io(e)) => {
             server
+                .config
                 .log
                 .event("error", &[("message", json!(format!("cannot spool: {e}")))]);
             return refuse(500, "cannot store the alert; retry");
         }
     };
     server
+        .config
         .metrics
         .received
         .get_or_create(&source(endpoint))
         .inc();
-    server.wake.notify();
+    server
+        .config
+        .metrics
+        .spooled
+        .set(server.config.spool.len() as i64);
+    server.config.wake.notify();
     let mut fields = vec![("endpoint", json!(endpoint)), ("entry", json!(id))];
     if let Entry::Alerts(n) = &entry {
-        fields.push(("group", json!(n.group_key)));
+        fields.push(("group", json!(n.thread_key())));
         fields.push(("status", json!(n.status)));
         fields.push(("alerts", json!(n.alerts.len())));
     }
-    server.log.event("received", &fields);
+    server.config.log.event("received", &fields);
     Answer::json(200, json!({ "status": "spooled", "entry": id }))
 }
 
@@ -342,9 +476,11 @@ fn read_body(
     body.truncate(length);
     let mut chunk = [0u8; 16 * 1024];
     while body.len() < length {
-        if Instant::now() > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return None;
         }
+        let _ = stream.set_read_timeout(Some(left));
         let want = (length - body.len()).min(chunk.len());
         match stream.read(&mut chunk[..want]) {
             Ok(0) | Err(_) => return None,
@@ -383,6 +519,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -390,6 +527,7 @@ fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        507 => "Insufficient Storage",
         _ => "Service Unavailable",
     }
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub spooled: Gauge,
     /// Seconds spent waiting for the local budget or X's rate limit.
     pub rate_limited_seconds: Counter,
+    /// Connections closed before their head arrived, to make room for new ones.
+    pub shed: Counter,
 }
 
 impl Metrics {
@@ -43,6 +45,7 @@ impl Metrics {
             (Counter::default(), Counter::default(), Counter::default());
         let spooled = Gauge::default();
         let rate_limited_seconds = Counter::default();
+        let shed = Counter::default();
         registry.register(
             "received",
             "Webhooks accepted into the spool",
@@ -62,7 +65,13 @@ impl Metrics {
             "Seconds spent waiting for the posting budget or X's rate limit",
             rate_limited_seconds.clone(),
         );
+        registry.register(
+            "shed_connections",
+            "Connections closed before sending a request head, to make room at the connection cap",
+            shed.clone(),
+        );
         Metrics {
+            shed,
             registry,
             received: metrics_received,
             rejected,

@@ -1,35 +1,57 @@
 //! The one worker that turns spooled entries into posts, within X's limits.
 //!
-//! Each round it takes the oldest entry and posts it, or, when entries piled up beyond the
-//! posting budget or while X rate-limited the relay, folds everything waiting into one digest
-//! post. It never posts before the local budget (`--max-posts N/PERIOD`) has a slot, nor before
-//! X's `x-rate-limit-reset` after a 429 or after an answer that says no posts are left
-//! (`x-rate-limit-remaining: 0`). Firing groups open a thread; later notices of the same
-//! group answer the post that announced it; a notification that only repeats what is announced
+//! Each round ([`Worker::step`], given the time) takes the oldest entry that is ready and
+//! posts it, or, when entries piled up beyond the posting budget or while X held the relay
+//! off, folds everything waiting into one digest post, reading the entries one at a time. It
+//! never posts before the local budget (`--max-posts N/PERIOD`) has a slot, nor before X's
+//! reset after a 429, after an answer that says no posts are left, or, whatever the 15-minute
+//! window says, before a spent 24-hour cap resets ([`post::hold`], shared with `post`, which
+//! also clamps what X says to at most a day). Firing groups open a thread; the first
+//! announcement of a group waits `--settle` for the rest of the group (Alertmanager flushes
+//! an old group at once, then again with the rest) and posts its latest state once; later
+//! notices answer the announcing post; a notification that only repeats what is announced
 //! (Alertmanager's `repeat_interval`) is not posted again.
 //!
 //! Crash safety, in the order of the writes: the post in flight is saved before it is sent;
 //! its outcome (id, thread, budget) is saved before its entries are removed. After a kill -9,
 //! a post in flight is sent again with the very same text; X refusing it as a duplicate then
 //! means the first attempt went through, so nothing is posted twice and nothing is lost.
+//!
+//! Time comes in as an argument and the API through [`Sender`], so every rule here is tested
+//! in-process with a scripted X and a clock that the test moves.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::Health;
 use super::alerts::Status;
 use super::log::Logger;
 use super::metrics::Metrics;
-use super::spool::{Entry, Inflight, Spool, State, StateFile, Thread};
-use super::text::{self, Template};
+use super::spool::{Entry, Meta, Spool};
+use super::state::{Fingerprints, Inflight, State, StateFile, Thread};
+use super::text::{self, Brief, Composer};
 use crate::api::{self, ApiVersion, Failure};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::oauth;
-use crate::post::{self, Sender};
+use crate::post::{self, Hold, Sender};
 use crate::transport::SendError;
+use crate::units::shown_time;
+
+/// The first backoff after a failure; it doubles (full jitter) up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The shortest wait after X refused the credentials: an operator has to act.
+const AUTH_BACKOFF: Duration = Duration::from_secs(60);
+/// How long one request to X may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Duplicate refusals of one post (each with a new suffix) before it is given up.
+const MAX_DUPLICATE_TRIES: u32 = 3;
 
 /// How many posts a period allows (`--max-posts 50/24h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +74,7 @@ impl Budget {
             .ok()
             .filter(|n| (1..=100_000).contains(n))
             .ok_or_else(|| format!("{posts:?} is not a number of posts from 1 to 100000"))?;
-        let period = crate::cli::parse_duration(period.trim())?;
+        let period = crate::units::parse_duration(period.trim())?;
         if period < Duration::from_secs(1) {
             return Err("the period must be at least 1s".to_string());
         }
@@ -117,17 +139,9 @@ impl Wake {
     }
 }
 
-/// What the worker needs.
-pub struct Worker {
-    /// The spool.
-    pub spool: Arc<Spool>,
-    /// Where the state lives.
-    pub state_file: StateFile,
-    /// How alert groups read.
-    pub template: Template,
-    /// The local posting budget.
-    pub budget: Budget,
-    /// The account's credentials.
+/// The X account and API the relay posts with.
+pub struct Account {
+    /// The four credentials.
     pub credentials: Credentials,
     /// API base URL.
     pub api_base: String,
@@ -135,54 +149,79 @@ pub struct Worker {
     pub version: ApiVersion,
     /// The HTTPS client.
     pub sender: Box<dyn Sender + Send>,
-    /// Log lines.
-    pub log: Logger,
+}
+
+/// How the worker posts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How alerts read.
+    pub composer: Composer,
+    /// The local posting budget.
+    pub budget: Budget,
+    /// How long a new group's first notification waits for the rest of the group.
+    pub settle: Duration,
+}
+
+/// What the worker shares with the listener.
+pub struct Shared {
+    /// The spool.
+    pub spool: Arc<Spool>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// New entries and shutdown.
-    pub wake: Arc<Wake>,
-    /// Set on SIGTERM.
-    pub shutdown: Arc<AtomicBool>,
+    /// What `/healthz` reports.
+    pub health: Arc<Health>,
+    /// Log lines.
+    pub log: Logger,
 }
 
 /// What one round decided.
-enum Next {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
     /// Go on at once.
     Again,
     /// Nothing to do until woken.
     Idle,
-    /// Wait until this Unix second (or until woken), because of a limit.
+    /// Wait until this Unix second because of a limit; new entries change nothing.
     Limited(u64),
+    /// Wait until this Unix second for a group to settle, or until a new entry comes.
+    Settling(u64),
     /// Wait this long after a failure, then try again.
     Backoff(Duration),
 }
 
-/// The worker's own bookkeeping, kept in memory only.
-struct Round {
+/// The worker.
+pub struct Worker {
+    shared: Shared,
+    state_file: StateFile,
+    settings: Settings,
+    account: Account,
     state: State,
     /// The last round waited for a limit: what waits now goes out as a digest.
     limited: bool,
     /// Seconds added to the clock when signing (learned from a 401's `Date`).
     clock_offset: i64,
+    /// A re-sign for the clock was tried since the last success.
+    resigned: bool,
     /// Consecutive failures, for the backoff.
     failures: u32,
     /// Duplicate refusals of the post in flight.
     duplicates: u32,
-}
-
-fn now() -> u64 {
-    oauth::unix_now(0)
+    /// A reset too far ahead was reported already.
+    warned_suspicious: bool,
 }
 
 impl Worker {
-    /// Runs until shutdown; returns the number of entries left in the spool.
-    pub fn run(self) -> Result<usize, Error> {
-        let state = self
-            .state_file
-            .load()
-            .map_err(|e| Error::Config(format!("cannot read the relay's state: {e}")))?;
-        if let Some(inflight) = &state.inflight {
-            self.log.event(
+    /// A worker that goes on from `state` (as loaded at start) at Unix second `now`.
+    pub fn new(
+        shared: Shared,
+        state_file: StateFile,
+        mut state: State,
+        settings: Settings,
+        account: Account,
+        now: u64,
+    ) -> Worker {
+        if let Some(inflight) = &mut state.inflight {
+            shared.log.event(
                 "resuming",
                 &[
                     ("entries", json!(inflight.entries)),
@@ -192,327 +231,453 @@ impl Worker {
                     ),
                 ],
             );
+            // A post interrupted by a crash may exist: a duplicate refusal means it does.
+            inflight.maybe_posted = true;
         }
-        let mut round = Round {
+        // A hold saved by an older version may lie years ahead; a day is the most X means.
+        if state.blocked_until > now + post::MAX_RESET_AHEAD_SECS {
+            shared.log.event(
+                "suspicious",
+                &[
+                    ("saved_reset", json!(state.blocked_until)),
+                    (
+                        "note",
+                        json!(
+                            "a saved hold lies more than 25 hours ahead: holding 24 hours instead"
+                        ),
+                    ),
+                ],
+            );
+            state.blocked_until = now + post::SUSPICIOUS_HOLD_SECS;
+        }
+        for thread in state.threads.values_mut() {
+            if thread.updated_at == 0 {
+                thread.updated_at = now;
+            }
+        }
+        state.expire_threads(now);
+        Worker {
+            shared,
+            state_file,
+            settings,
+            account,
             state,
             limited: false,
             clock_offset: 0,
+            resigned: false,
             failures: 0,
             duplicates: 0,
-        };
-        // A post interrupted by a crash may exist: a duplicate refusal means it does.
-        if let Some(inflight) = &mut round.state.inflight {
-            inflight.maybe_posted = true;
+            warned_suspicious: false,
         }
-        while !self.shutdown.load(Ordering::SeqCst) {
-            let next = match self.round(&mut round) {
-                Ok(next) => next,
-                Err(e) => {
-                    round.failures += 1;
-                    self.log
-                        .event("error", &[("message", json!(e.to_string()))]);
-                    Next::Backoff(backoff(round.failures))
-                }
-            };
-            if self.shutdown.load(Ordering::SeqCst) {
+    }
+
+    /// What the worker remembers (for tests and the stop line).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Runs until `shutdown`; returns the number of entries left in the spool.
+    pub fn run(mut self, wake: &Wake, shutdown: &AtomicBool) -> usize {
+        let now = || oauth::unix_now(0);
+        while !shutdown.load(Ordering::SeqCst) {
+            let next = self.step(now());
+            if shutdown.load(Ordering::SeqCst) {
                 break;
             }
             match next {
                 Next::Again => {}
-                Next::Idle => self.wake.wait(None),
-                Next::Backoff(pause) => self.wake.wait(Some(pause)),
+                Next::Idle => wake.wait(None),
+                Next::Backoff(pause) => wake.wait(Some(pause)),
+                Next::Settling(until) => wake.wait(Some(Duration::from_secs(
+                    until.saturating_sub(now()).max(1),
+                ))),
                 Next::Limited(until) => {
                     // New entries change nothing before the limit lifts: only shutdown ends
                     // the wait early, so a storm of webhooks does not become a storm of rounds.
                     let started = Instant::now();
-                    while now() < until && !self.shutdown.load(Ordering::SeqCst) {
-                        let pause = Duration::from_secs(until.saturating_sub(now()).max(1));
-                        self.wake.wait(Some(pause));
+                    while now() < until && !shutdown.load(Ordering::SeqCst) {
+                        wake.wait(Some(Duration::from_secs(
+                            until.saturating_sub(now()).max(1),
+                        )));
                     }
-                    self.metrics
+                    self.shared
+                        .metrics
                         .rate_limited_seconds
                         .inc_by(started.elapsed().as_secs_f64().round() as u64);
                 }
             }
         }
-        Ok(self.spool.len())
+        self.shared.spool.len()
     }
 
-    fn save(&self, state: &State) -> Result<(), Error> {
+    /// One round at Unix second `now`: a post, or what to wait for. Failures are logged and
+    /// become a backoff; nothing here ends the worker.
+    pub fn step(&mut self, now: u64) -> Next {
+        match self.round(now) {
+            Ok(next) => next,
+            Err(e) => {
+                self.failures += 1;
+                self.shared
+                    .log
+                    .event("error", &[("message", json!(e.to_string()))]);
+                Next::Backoff(post::backoff(FIRST_BACKOFF, MAX_BACKOFF, self.failures))
+            }
+        }
+    }
+
+    fn save(&self) -> Result<(), Error> {
         self.state_file
-            .save(state)
+            .save(&self.state)
             .map_err(|e| Error::Internal(format!("cannot save the relay's state: {e}")))
     }
 
-    fn round(&self, round: &mut Round) -> Result<Next, Error> {
-        let spool_error = |e: std::io::Error| Error::Internal(format!("spool: {e}"));
-        // Entries whose post was recorded before a crash removed them.
-        if !round.state.done.is_empty() {
-            self.spool.retire(&round.state.done).map_err(spool_error)?;
-            round.state.done.clear();
-            self.save(&round.state)?;
+    fn retire_done(&mut self) -> Result<(), Error> {
+        if self.state.done.is_empty() {
+            return Ok(());
         }
-        let now = now();
-        if let Some(inflight) = round.state.inflight.clone() {
-            if round.state.blocked_until > now {
-                return Ok(Next::Limited(round.state.blocked_until));
+        self.shared
+            .spool
+            .retire(&self.state.done)
+            .map_err(spool_error)?;
+        self.state.done.clear();
+        self.save()
+    }
+
+    fn round(&mut self, now: u64) -> Result<Next, Error> {
+        // A post made (or given up) before a crash whose entries were not removed yet.
+        self.retire_done()?;
+        if let Some(inflight) = self.state.inflight.clone() {
+            if self.state.blocked_until > now {
+                return Ok(Next::Limited(self.state.blocked_until));
             }
-            return self.send(round, inflight);
+            return self.send(inflight, now);
         }
-        // A directory listing; entries are read only when a post is due, and only those it
-        // covers, so a long queue drained one post at a time is not read again per post.
-        let ids = self.spool.ids().map_err(spool_error)?;
-        let waiting = ids.len();
-        self.metrics.spooled.set(waiting as i64);
-        if waiting == 0 {
-            round.limited = false;
+        // The index in memory; entries are read only when a post is due, and only those it
+        // covers, one at a time.
+        let waiting = self.shared.spool.list();
+        self.shared.metrics.spooled.set(waiting.len() as i64);
+        if waiting.is_empty() {
+            self.limited = false;
             return Ok(Next::Idle);
         }
-        let until = round
+        let until = self
             .state
             .blocked_until
-            .max(self.budget.next_slot(&round.state.posted_at, now));
+            .max(self.settings.budget.next_slot(&self.state.posted_at, now));
         if until > now {
-            if !round.limited {
-                self.log.event(
+            if !self.limited {
+                self.shared.log.event(
                     "rate-limited",
                     &[
-                        ("waiting", json!(waiting)),
-                        (
-                            "until",
-                            json!(
-                                humantime::format_rfc3339_seconds(
-                                    std::time::UNIX_EPOCH + Duration::from_secs(until)
-                                )
-                                .to_string()
-                            ),
-                        ),
+                        ("waiting", json!(waiting.len())),
+                        ("until", json!(shown_time(until))),
                     ],
                 );
             }
-            round.limited = true;
+            self.limited = true;
             return Ok(Next::Limited(until));
         }
-        let slots = self.budget.remaining(&round.state.posted_at, now);
-        let digest = waiting > 1 && (round.limited || waiting > slots);
-        round.limited = false;
-        let batch = self
-            .spool
-            .read(if digest { &ids } else { &ids[..1] })
-            .map_err(spool_error)?;
-        if batch.is_empty() {
-            return Ok(Next::Again);
+        let slots = self.settings.budget.remaining(&self.state.posted_at, now);
+        let digest = waiting.len() > 1 && (self.limited || waiting.len() > slots);
+        self.limited = false;
+        if digest {
+            return self.digest(&waiting, now);
         }
-        let Some(inflight) = self.batch(&round.state, &batch) else {
-            // Only repeats of what is announced: nothing to post.
-            let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
-            self.spool.retire(&ids).map_err(spool_error)?;
-            return Ok(Next::Again);
-        };
-        round.state.inflight = Some(inflight.clone());
-        round.duplicates = 0;
-        self.save(&round.state)?;
-        self.send(round, inflight)
-    }
-
-    /// The post for `batch` (one entry, or a digest of several); `None` when it would only
-    /// repeat what is announced. Of several notifications of one group, the latest stands for
-    /// the group; the post covers (and retires) every entry of the batch.
-    fn batch(&self, state: &State, batch: &[(u64, Entry)]) -> Option<Inflight> {
-        let mut latest: Vec<&(u64, Entry)> = Vec::new();
-        for item in batch {
-            if let Entry::Alerts(n) = &item.1 {
-                let key = n.thread_key();
-                latest.retain(|(_, e)| !matches!(e, Entry::Alerts(m) if m.thread_key() == key));
+        let settle = self.settings.settle.as_secs();
+        let mut settling: Option<u64> = None;
+        for (id, meta) in &waiting {
+            if let Some((key, Status::Firing)) = &meta.group
+                && settle > 0
+                && !self.state.threads.contains_key(key)
+                && meta.received_at + settle > now
+            {
+                let ready = meta.received_at + settle;
+                settling = Some(settling.map_or(ready, |s| s.min(ready)));
+                continue;
             }
-            latest.push(item);
+            return self.single(*id, meta, &waiting, now);
         }
-        latest.retain(|(_, entry)| !self.repeats(state, entry));
-        let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
-        let mut inflight = match latest.as_slice() {
-            [] => return None,
-            [(id, entry)] => self.single(state, *id, entry),
-            _ => self.digest(state, &latest),
-        };
-        inflight.entries = ids;
-        Some(inflight)
+        Ok(Next::Settling(settling.unwrap_or(now + 1)))
     }
 
-    /// Whether `entry` only repeats a group already announced (Alertmanager's
-    /// `repeat_interval`).
-    fn repeats(&self, state: &State, entry: &Entry) -> bool {
-        let Entry::Alerts(n) = entry else {
-            return false;
+    /// Posts entry `id`; later notifications of the same group come along, the latest
+    /// standing for the group.
+    fn single(
+        &mut self,
+        id: u64,
+        meta: &Meta,
+        waiting: &[(u64, Meta)],
+        now: u64,
+    ) -> Result<Next, Error> {
+        let ids: Vec<u64> = match &meta.group {
+            Some((key, _)) => waiting
+                .iter()
+                .filter(|(other, m)| {
+                    *other >= id && m.group.as_ref().is_some_and(|(k, _)| k == key)
+                })
+                .map(|(other, _)| *other)
+                .collect(),
+            None => vec![id],
         };
-        let repeat = n.status == Status::Firing
-            && state
-                .threads
-                .get(&n.thread_key())
-                .is_some_and(|t| t.fingerprints == n.firing_fingerprints());
-        if repeat {
-            self.log.event(
-                "repeat",
-                &[
-                    ("group", json!(n.thread_key())),
-                    ("note", json!("already announced; not posted again")),
-                ],
-            );
+        let latest = *ids.last().unwrap_or(&id);
+        let entry = match self.shared.spool.read(latest) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(Next::Again),
+            Err(e) => {
+                // Moved to bad/: the others of the group still go out.
+                self.shared
+                    .log
+                    .event("error", &[("message", json!(e.to_string()))]);
+                return Ok(Next::Again);
+            }
+        };
+        if self.repeats(&entry) {
+            self.shared.spool.retire(&ids).map_err(spool_error)?;
+            return Ok(Next::Again);
         }
-        repeat
+        let inflight = self.compose(&entry, ids);
+        self.start(inflight, now)
     }
 
-    /// The post for one entry.
-    fn single(&self, state: &State, id: u64, entry: &Entry) -> Inflight {
-        let recent: Vec<String> = state.recent_texts.iter().cloned().collect();
+    /// One post for everything waiting, read entry by entry: each group once (its latest
+    /// notification), repeats of announced groups left out.
+    fn digest(&mut self, waiting: &[(u64, Meta)], now: u64) -> Result<Next, Error> {
+        let mut briefs: Vec<Option<(u64, Brief)>> = Vec::with_capacity(waiting.len());
+        let mut latest: HashMap<String, usize> = HashMap::new();
+        let mut groups: HashMap<String, (Status, Fingerprints)> = HashMap::new();
+        let mut ids = Vec::with_capacity(waiting.len());
+        for (id, _) in waiting {
+            ids.push(*id);
+            let entry = match self.shared.spool.read(*id) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.shared
+                        .log
+                        .event("error", &[("message", json!(e.to_string()))]);
+                    continue;
+                }
+            };
+            if let Entry::Alerts(n) = &entry {
+                let key = n.thread_key();
+                if let Some(earlier) = latest.insert(key.clone(), briefs.len()) {
+                    briefs[earlier] = None;
+                }
+                groups.insert(key, (n.status, Fingerprints(n.firing_fingerprints())));
+            }
+            briefs.push(Some((*id, self.settings.composer.brief(&entry))));
+        }
+        // A group whose latest notice repeats its announcement says nothing new.
+        let repeated: Vec<String> = groups
+            .iter()
+            .filter(|(key, (status, prints))| self.is_repeat(key, *status, prints))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &repeated {
+            self.log_repeat(key);
+            groups.remove(key);
+            if let Some(&at) = latest.get(key) {
+                briefs[at] = None;
+            }
+        }
+        let briefs: Vec<(u64, Brief)> = briefs.into_iter().flatten().collect();
+        let inflight = match briefs.as_slice() {
+            [] => {
+                self.shared.spool.retire(&ids).map_err(spool_error)?;
+                return Ok(Next::Again);
+            }
+            [(only, _)] => match self.shared.spool.read(*only) {
+                Ok(Some(entry)) => self.compose(&entry, ids),
+                _ => return Ok(Next::Again),
+            },
+            _ => {
+                let mut announces = Vec::new();
+                let mut ends = Vec::new();
+                for (key, (status, prints)) in groups {
+                    match status {
+                        Status::Firing => announces.push((key, prints)),
+                        Status::Resolved => ends.push(key),
+                    }
+                }
+                let list: Vec<Brief> = briefs.into_iter().map(|(_, b)| b).collect();
+                let base = text::digest(&list);
+                Inflight {
+                    entries: ids,
+                    text: text::distinct(&base, &self.recent()),
+                    base,
+                    reply_to: None,
+                    announces,
+                    ends,
+                    maybe_posted: false,
+                }
+            }
+        };
+        self.start(inflight, now)
+    }
+
+    fn recent(&self) -> Vec<String> {
+        self.state.recent_texts.iter().cloned().collect()
+    }
+
+    /// The post for `entry`, covering `ids`.
+    fn compose(&mut self, entry: &Entry, ids: Vec<u64>) -> Inflight {
         let mut inflight = Inflight {
-            entries: vec![id],
+            entries: ids,
             text: String::new(),
+            base: String::new(),
             reply_to: None,
             announces: vec![],
             ends: vec![],
             maybe_posted: false,
         };
         match entry {
-            Entry::Text(t) => inflight.text = text::distinct(&text::plain(t), &recent),
+            Entry::Text(t) => inflight.base = text::plain(t),
             Entry::Alerts(n) => {
                 let key = n.thread_key();
-                inflight.text = text::distinct(&text::render(n, &self.template), &recent);
-                inflight.reply_to = state.threads.get(&key).and_then(|t| t.post_id.clone());
+                inflight.base = self.settings.composer.render(n);
+                inflight.reply_to = self.state.threads.get(&key).and_then(|t| t.post_id.clone());
                 match n.status {
-                    Status::Firing => inflight.announces.push((key, n.firing_fingerprints())),
+                    Status::Firing => inflight
+                        .announces
+                        .push((key, Fingerprints(n.firing_fingerprints()))),
                     Status::Resolved => inflight.ends.push(key),
                 }
             }
         }
+        inflight.text = text::distinct(&inflight.base, &self.recent());
         inflight
     }
 
-    fn digest(&self, state: &State, pending: &[&(u64, Entry)]) -> Inflight {
-        let entries: Vec<&Entry> = pending.iter().map(|(_, e)| e).collect();
-        let recent: Vec<String> = state.recent_texts.iter().cloned().collect();
-        let mut announces = Vec::new();
-        let mut ends = Vec::new();
-        // Each group appears once here (its latest notification): see `batch`.
-        for entry in &entries {
-            if let Entry::Alerts(n) = entry {
-                match n.status {
-                    Status::Firing => announces.push((n.thread_key(), n.firing_fingerprints())),
-                    Status::Resolved => ends.push(n.thread_key()),
-                }
-            }
-        }
-        Inflight {
-            entries: pending.iter().map(|(id, _)| *id).collect(),
-            text: text::distinct(&text::digest(&entries), &recent),
-            reply_to: None,
-            announces,
-            ends,
-            maybe_posted: false,
-        }
+    fn start(&mut self, inflight: Inflight, now: u64) -> Result<Next, Error> {
+        self.state.inflight = Some(inflight.clone());
+        self.duplicates = 0;
+        self.save()?;
+        self.send(inflight, now)
     }
 
-    fn send(&self, round: &mut Round, mut inflight: Inflight) -> Result<Next, Error> {
+    /// Whether `entry` only repeats a group already announced (Alertmanager's
+    /// `repeat_interval`).
+    fn repeats(&self, entry: &Entry) -> bool {
+        let Entry::Alerts(n) = entry else {
+            return false;
+        };
+        let key = n.thread_key();
+        let repeat = self.is_repeat(&key, n.status, &Fingerprints(n.firing_fingerprints()));
+        if repeat {
+            self.log_repeat(&key);
+        }
+        repeat
+    }
+
+    fn is_repeat(&self, key: &str, status: Status, prints: &Fingerprints) -> bool {
+        status == Status::Firing
+            && self
+                .state
+                .threads
+                .get(key)
+                .is_some_and(|t| &t.fingerprints == prints)
+    }
+
+    fn log_repeat(&self, key: &str) {
+        self.shared.log.event(
+            "repeat",
+            &[
+                ("group", json!(key)),
+                ("note", json!("already announced; not posted again")),
+            ],
+        );
+    }
+
+    fn send(&mut self, mut inflight: Inflight, now: u64) -> Result<Next, Error> {
+        let account = &self.account;
         let request = api::post_request(
-            &self.api_base,
-            self.version,
+            &account.api_base,
+            account.version,
             &inflight.text,
             inflight.reply_to.as_deref(),
         );
-        let timestamp = (now() as i64 + round.clock_offset).max(0) as u64;
+        let ours = now as i64 + self.clock_offset;
         let signed = oauth::sign(
             &request.to_sign(),
-            &self.credentials,
+            &account.credentials,
             &oauth::fresh_nonce()?,
-            timestamp,
+            ours.max(0) as u64,
         )?;
-        let response =
-            match self
-                .sender
-                .send(&request, &signed.authorization, Duration::from_secs(30))
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    round.failures += 1;
-                    let why = match e {
-                        SendError::Retryable(why) => why,
-                        SendError::OutcomeUnknown(why) => {
-                            // The request may have reached X: a later duplicate refusal is this post.
-                            inflight.maybe_posted = true;
-                            round.state.inflight = Some(inflight.clone());
-                            self.save(&round.state)?;
-                            why
-                        }
-                        SendError::Fatal(e) => e.to_string(),
-                    };
-                    self.log.event(
-                        "retry",
-                        &[("entries", json!(inflight.entries)), ("reason", json!(why))],
-                    );
-                    return Ok(Next::Backoff(backoff(round.failures)));
-                }
-            };
-        match api::interpret(self.version, &response) {
-            Ok(posted) => {
-                round.failures = 0;
-                // X says how many posts are left until when: at none, wait for the reset
-                // rather than meet a 429 (the account's real tier, whatever --max-posts says).
-                if response.rate_limit_remaining == Some(0)
-                    && let Some(reset) = response.rate_limit_reset
-                    && reset > now()
-                {
-                    round.state.blocked_until = reset;
-                    self.log.event(
-                        "rate-limited",
-                        &[
-                            ("reason", json!("X says no posts are left until the reset")),
-                            ("reset", json!(reset)),
-                        ],
-                    );
-                }
-                self.posted(round, inflight, posted.id, false)?;
-                Ok(Next::Again)
-            }
-            Err(Failure::Retry { reason, reset }) if response.status == 429 => {
-                let until = reset.unwrap_or_else(|| now() + 60).max(now() + 1);
-                round.state.blocked_until = until;
-                // Not posted: what waits is decided again (as a digest) once the limit lifts,
-                // unless an earlier attempt of this text may have gone through; then the very
-                // same text is tried again, so that a duplicate refusal still proves it.
-                if !inflight.maybe_posted {
-                    round.state.inflight = None;
-                }
-                round.limited = true;
-                self.save(&round.state)?;
-                self.log.event(
-                    "rate-limited",
-                    &[("reason", json!(reason)), ("reset", json!(until))],
+        let response = match account
+            .sender
+            .send(&request, &signed.authorization, REQUEST_TIMEOUT)
+        {
+            Ok(response) => response,
+            Err(e) => {
+                self.failures += 1;
+                let why = match e {
+                    SendError::Retryable(why) => why,
+                    SendError::OutcomeUnknown(why) => {
+                        // The request may have reached X: a later duplicate refusal is this post.
+                        inflight.maybe_posted = true;
+                        self.state.inflight = Some(inflight.clone());
+                        self.save()?;
+                        why
+                    }
+                    SendError::Fatal(e) => e.to_string(),
+                };
+                self.shared.log.event(
+                    "retry",
+                    &[("entries", json!(inflight.entries)), ("reason", json!(why))],
                 );
+                return Ok(self.backoff());
+            }
+        };
+        let hold = post::hold(&response, now);
+        match api::interpret(account.version, &response) {
+            Ok(posted) => {
+                self.failures = 0;
+                self.resigned = false;
+                self.shared.health.clear_problem();
+                self.apply(hold, "X says no posts are left until the reset");
+                self.posted(inflight, posted.id, now, false)?;
                 Ok(Next::Again)
             }
             Err(Failure::Retry { reason, .. }) => {
-                round.failures += 1;
-                self.log.event(
+                if response.status == 429 {
+                    // Not posted: what waits is decided again (as a digest) once the limit
+                    // lifts, unless an earlier attempt of this text may have gone through;
+                    // then the very same text is tried again, so that a duplicate refusal
+                    // still proves it.
+                    if !inflight.maybe_posted {
+                        self.state.inflight = None;
+                    }
+                    self.limited = true;
+                }
+                if let Hold::Until { .. } = hold {
+                    self.apply(hold, &reason);
+                    self.save()?;
+                    return Ok(Next::Again);
+                }
+                self.save()?;
+                self.failures += 1;
+                self.shared.log.event(
                     "retry",
                     &[
                         ("entries", json!(inflight.entries)),
                         ("reason", json!(reason)),
                     ],
                 );
-                Ok(Next::Backoff(backoff(round.failures)))
+                Ok(self.backoff())
             }
-            Err(Failure::Unauthorized { message, .. }) => {
-                let ours = now() as i64 + round.clock_offset;
-                // Once per run of failures: a server whose Date keeps moving gets the backoff.
-                if let Some(skew) = post::server_skew(&response, ours)
-                    .filter(|skew| skew.abs() > post::MAX_SKEW_SECS && round.failures == 0)
+            Err(Failure::Unauthorized {
+                message,
+                timestamp_rejected,
+            }) => {
+                if !self.resigned
+                    && let Some(skew) = post::clock_correction(&response, timestamp_rejected, ours)
                 {
-                    round.failures += 1;
-                    round.clock_offset += skew;
-                    let offset = round.clock_offset;
-                    self.log.event(
+                    self.resigned = true;
+                    self.clock_offset += skew;
+                    self.shared.log.event(
                         "clock",
                         &[
-                            ("offset_seconds", json!(offset)),
+                            ("offset_seconds", json!(self.clock_offset)),
                             (
                                 "note",
                                 json!("the host clock is wrong; signing with X's time"),
@@ -521,73 +686,133 @@ impl Worker {
                     );
                     return Ok(Next::Again);
                 }
-                round.failures += 1;
-                self.metrics.failed.inc();
-                self.log.event(
-                    "error",
-                    &[
-                        ("entries", json!(inflight.entries)),
-                        ("message", json!(message)),
-                    ],
-                );
-                Ok(Next::Backoff(
-                    backoff(round.failures).max(Duration::from_secs(60)),
-                ))
+                self.refused(&inflight, message)
             }
             Err(Failure::Duplicate(_)) if inflight.maybe_posted => {
-                self.posted(round, inflight, None, true)?;
+                self.posted(inflight, None, now, true)?;
                 Ok(Next::Again)
             }
-            Err(Failure::Duplicate(_)) => {
-                round.duplicates += 1;
-                if round.duplicates > 3 {
-                    // X holds this text already; posting it again is not possible.
-                    self.posted(round, inflight, None, true)?;
+            Err(Failure::Duplicate(e)) => {
+                self.duplicates += 1;
+                if self.duplicates > MAX_DUPLICATE_TRIES {
+                    self.give_up(
+                        inflight,
+                        &format!(
+                            "X refused the text as a duplicate {} times, each with a new suffix: {e}",
+                            self.duplicates
+                        ),
+                    )?;
                     return Ok(Next::Again);
                 }
-                // X holds this text: it counts as recent, and the suffix moves on.
-                round.state.recent_texts.push_back(inflight.text.clone());
-                let recent: Vec<String> = round.state.recent_texts.iter().cloned().collect();
-                inflight.text = text::distinct(&inflight.text, &recent);
-                round.state.inflight = Some(inflight);
-                self.save(&round.state)?;
+                // X holds this text: it counts as recent, and the suffix moves on from the
+                // text without one.
+                self.state.recent_texts.push_back(inflight.text.clone());
+                inflight.text = text::distinct(inflight.base(), &self.recent());
+                self.state.inflight = Some(inflight);
+                self.save()?;
                 Ok(Next::Again)
             }
             Err(Failure::Fatal(e)) => {
-                round.failures += 1;
-                self.metrics.failed.inc();
-                self.log.event(
-                    "error",
-                    &[
-                        ("entries", json!(inflight.entries)),
-                        ("message", json!(e.to_string())),
-                    ],
-                );
                 if matches!(e, Error::Auth(_) | Error::Config(_)) {
                     // Credentials or permissions: fixable by the operator, so the alerts wait.
-                    return Ok(Next::Backoff(
-                        backoff(round.failures).max(Duration::from_secs(60)),
-                    ));
+                    return self.refused(&inflight, e.to_string());
                 }
                 // X refuses this text for good: it is dropped, loudly.
-                round.state.inflight = None;
-                round.state.done = inflight.entries.clone();
-                self.save(&round.state)?;
+                self.give_up(inflight, &e.to_string())?;
                 Ok(Next::Again)
             }
         }
     }
 
+    fn backoff(&self) -> Next {
+        Next::Backoff(post::backoff(FIRST_BACKOFF, MAX_BACKOFF, self.failures))
+    }
+
+    /// X refused the credentials or a permission: the alerts wait, `/healthz` says why.
+    fn refused(&mut self, inflight: &Inflight, message: String) -> Result<Next, Error> {
+        self.failures += 1;
+        self.shared.health.set_problem(&message);
+        self.shared.log.event(
+            "error",
+            &[
+                ("entries", json!(inflight.entries)),
+                ("message", json!(message)),
+            ],
+        );
+        Ok(match self.backoff() {
+            Next::Backoff(pause) => Next::Backoff(pause.max(AUTH_BACKOFF)),
+            next => next,
+        })
+    }
+
+    /// Takes X's hold: no request before it; what waits meanwhile becomes a digest.
+    fn apply(&mut self, hold: Hold, reason: &str) {
+        let Hold::Until {
+            until,
+            daily,
+            suspicious,
+        } = hold
+        else {
+            return;
+        };
+        if suspicious && !self.warned_suspicious {
+            self.warned_suspicious = true;
+            self.shared.log.event(
+                "suspicious",
+                &[(
+                    "note",
+                    json!("X named a reset more than 25 hours ahead: holding 24 hours instead"),
+                )],
+            );
+        }
+        self.state.blocked_until = self.state.blocked_until.max(until);
+        self.limited = true;
+        let reason = if daily {
+            "X's 24-hour post limit is spent"
+        } else {
+            reason
+        };
+        self.shared.log.event(
+            "rate-limited",
+            &[
+                ("reason", json!(reason)),
+                ("until", json!(shown_time(until))),
+            ],
+        );
+    }
+
+    /// X will not take this post: it is reported as failed and its entries removed.
+    fn give_up(&mut self, inflight: Inflight, reason: &str) -> Result<(), Error> {
+        self.shared.metrics.failed.inc();
+        self.shared.log.event(
+            "failed",
+            &[
+                ("entries", json!(inflight.entries)),
+                ("reason", json!(reason)),
+                ("text", json!(inflight.text)),
+            ],
+        );
+        self.state.inflight = None;
+        self.state.done = inflight.entries;
+        self.save()?;
+        self.retire_done()?;
+        self.shared
+            .metrics
+            .spooled
+            .set(self.shared.spool.len() as i64);
+        Ok(())
+    }
+
     /// Records a post: its id and threads first, then the entries go.
     fn posted(
-        &self,
-        round: &mut Round,
+        &mut self,
         inflight: Inflight,
         id: Option<String>,
+        now: u64,
         duplicate: bool,
     ) -> Result<(), Error> {
-        let state = &mut round.state;
-        state.remember(&inflight.text, now());
+        let state = &mut self.state;
+        state.remember(&inflight.text, now);
         for (key, fingerprints) in &inflight.announces {
             let root = match (&inflight.reply_to, state.threads.get(key)) {
                 (Some(_), Some(thread)) => thread.post_id.clone(),
@@ -598,33 +823,27 @@ impl Worker {
                 Thread {
                     post_id: root,
                     fingerprints: fingerprints.clone(),
+                    updated_at: now,
                 },
             );
         }
         for key in &inflight.ends {
             state.threads.remove(key);
         }
+        state.expire_threads(now);
         state.inflight = None;
         state.done = inflight.entries.clone();
-        let budget_window = self.budget.period.as_secs();
-        let now = now();
-        while state
-            .posted_at
-            .front()
-            .is_some_and(|&t| t + budget_window < now)
-        {
+        let window = self.settings.budget.period.as_secs();
+        while state.posted_at.front().is_some_and(|&t| t + window < now) {
             state.posted_at.pop_front();
         }
-        self.save(state)?;
-        self.spool
-            .retire(&inflight.entries)
-            .map_err(|e| Error::Internal(format!("spool: {e}")))?;
-        state.done.clear();
-        self.save(state)?;
-        self.metrics.spooled.set(self.spool.len() as i64);
-        self.metrics.posted.inc();
+        self.save()?;
+        self.retire_done()?;
+        let metrics = &self.shared.metrics;
+        metrics.spooled.set(self.shared.spool.len() as i64);
+        metrics.posted.inc();
         if inflight.entries.len() > 1 {
-            self.metrics.digests.inc();
+            metrics.digests.inc();
         }
         let mut fields: Vec<(&str, Value)> = vec![("entries", json!(inflight.entries))];
         match (&id, duplicate) {
@@ -638,14 +857,13 @@ impl Worker {
             fields.push(("reply_to", json!(to)));
         }
         fields.push(("text", json!(inflight.text)));
-        self.log.event("posted", &fields);
+        self.shared.log.event("posted", &fields);
         Ok(())
     }
 }
 
-/// 2 s, 4 s, 8 s... up to 5 minutes.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(failures.min(9)).min(300))
+fn spool_error(e: std::io::Error) -> Error {
+    Error::Internal(format!("spool: {e}"))
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub struct Behaviour {
     pub delayed_answers: usize,
     /// How long a delayed answer takes.
     pub answer_delay: Duration,
+    /// The answer to `GET /2/users/me` (the relay's credential check) instead of the account.
+    pub me: Option<Canned>,
 }
 
 /// A post the fake API accepted.
@@ -453,6 +455,17 @@ fn answer(
             )
         } else {
             (401, vec![], UNAUTHORIZED_V2.to_string())
+        }
+    } else if path_only == "/2/users/me" {
+        match &state.behaviour.me {
+            Some(canned) => (canned.status, canned.headers.clone(), canned.body.clone()),
+            None => (
+                200,
+                vec![],
+                format!(
+                    r#"{{"data":{{"id":"1500000000","name":"ESX announcer","username":"{SCREEN_NAME}"}}}}"#
+                ),
+            ),
         }
     } else if let Some(canned) = state.behaviour.script.pop_front() {
         (canned.status, canned.headers, canned.body)
