@@ -483,6 +483,63 @@ mod tests {
     }
 
     #[test]
+    fn a_spent_day_ends_the_post_at_once_with_its_reset() {
+        let daily = |_| {
+            Ok(Response {
+                status: 429,
+                rate_limit_reset: Some(1_700_000_060),
+                day: Some(api::DayLimit {
+                    remaining: 0,
+                    reset: Some(1_700_018_000),
+                }),
+                body: r#"{"title":"Too Many Requests","status":429}"#.into(),
+                ..Default::default()
+            })
+        };
+        let (result, seen) = run(vec![daily(()), daily(())]);
+        let err = result.unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_TEMPORARY);
+        let message = err.to_string();
+        assert!(message.contains("daily post limit"), "{message}");
+        assert!(message.contains("2023-11-15T03:13:20Z"), "{message}");
+        assert!(message.contains("in 5h"), "{message}");
+        assert_eq!(seen.len(), 1, "no second request before the day resets");
+    }
+
+    #[test]
+    fn resets_are_clamped_and_past_ones_back_off() {
+        let now = 1_700_000_000;
+        let limited = |reset| Response {
+            status: 429,
+            rate_limit_reset: reset,
+            ..Default::default()
+        };
+        assert_eq!(
+            hold(&limited(Some(253_402_300_800)), now),
+            Hold::Until {
+                until: now + SUSPICIOUS_HOLD_SECS,
+                daily: false,
+                suspicious: true
+            }
+        );
+        for past in [Some(0), Some(now - 1), Some(now), None] {
+            assert_eq!(hold(&limited(past), now), Hold::Backoff, "{past:?}");
+        }
+        let last = Response {
+            status: 201,
+            rate_limit_remaining: Some(0),
+            rate_limit_reset: Some(now - 5),
+            ..Default::default()
+        };
+        assert_eq!(hold(&last, now), Hold::None);
+        // A reset years ahead does not hold the agent past its deadline, nor panic.
+        let (result, seen) = run(vec![Ok(limited(Some(u64::MAX)))]);
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains("X's limit resets at"), "{message}");
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
     fn final_errors_are_not_retried() {
         let (result, seen) = run(vec![status(400, r#"{"title":"Invalid Request"}"#)]);
         assert_eq!(

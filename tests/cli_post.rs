@@ -407,3 +407,45 @@ fn posts_through_an_outbound_proxy_from_the_flag_or_the_environment() {
         ["via --proxy", "via HTTPS_PROXY", "NO_PROXY wins"]
     );
 }
+
+#[test]
+fn a_spent_daily_limit_ends_the_post_at_once_naming_the_reset() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // X's daily cap: the 15-minute window resets in a minute, the day in five hours.
+    let daily = Canned::new(
+        429,
+        r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#,
+    )
+    .header("x-rate-limit-reset", &(now + 60).to_string())
+    .header("x-rate-limit-remaining", "99")
+    .header("x-user-limit-24hour-limit", "17")
+    .header("x-user-limit-24hour-remaining", "0")
+    .header("x-user-limit-24hour-reset", &(now + 5 * 3600).to_string());
+    let case = Case::new(Behaviour {
+        script: std::iter::repeat_n(daily, 50).collect(),
+        ..Default::default()
+    });
+    let out = case.run(&["--deadline", "2m", "esx-07 is up"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("daily post limit"), "{out:?}");
+    assert!(out.stderr.contains("resets at 20"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert_eq!(case.x.received().len(), 1, "X is asked once");
+}
+
+#[test]
+fn a_reset_in_year_10000_is_no_crash() {
+    let far = Canned::new(429, "{}")
+        .header("x-rate-limit-remaining", "0")
+        .header("x-rate-limit-reset", "253402300800");
+    let case = Case::new(Behaviour {
+        script: [far].into(),
+        ..Default::default()
+    });
+    let out = case.run(&["--deadline", "5s", "esx-07 is up"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("X's limit resets at"), "{out:?}");
+}

@@ -717,3 +717,389 @@ fn when_x_says_no_posts_are_left_the_relay_waits_for_the_reset() {
     assert_eq!(x.posts()[0].text, "second");
     assert!(x.received().iter().all(|r| r.status != 429), "no 429 met");
 }
+
+/// The relay's `state.json`, as saved.
+fn saved_state(setup: &Setup) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(setup.spool.join("state.json")).unwrap()).unwrap()
+}
+
+fn now_secs() -> u64 {
+    seconds_from_now(0)
+}
+
+#[test]
+fn alert_values_reach_the_account_as_plain_text() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    assert_eq!(relay.alert(&payload("alertmanager-hostile.json")).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(
+        x.posts()[0].text,
+        "[FIRING:1] TenantAlert on evil: ping @ POTUS and # breaking: $ TSLA down, log in at https://phish[.]example[.]com/login gnp.exe now"
+    );
+}
+
+#[test]
+fn a_new_group_flushed_twice_is_announced_once() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &["--settle", "2s"]);
+    // Alertmanager after a restart: the group at once with one alert, then with all three.
+    let firing = String::from_utf8(payload("alertmanager-firing.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&firing).unwrap();
+    let mut one = value.clone();
+    one["alerts"] = serde_json::json!([value["alerts"][0]]);
+    assert_eq!(relay.alert(one.to_string().as_bytes()).0, 200);
+    assert_eq!(relay.alert(firing.as_bytes()).0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || setup.spooled() == 0),
+        "{}",
+        relay.log()
+    );
+    let texts: Vec<String> = x.posts().into_iter().map(|p| p.text).collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with("[FIRING:3] "), "{texts:?}");
+}
+
+#[test]
+fn browsers_and_foreign_host_names_cannot_post_without_a_token() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start_bare(&x, &["--settle", "0"]);
+    let post = |host: &str, origin: &str| {
+        let head = format!(
+            "POST /post HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+        );
+        relay.request(&head, b"hi")
+    };
+    let port = relay.port;
+    let (status, body) = post(
+        &format!("127.0.0.1:{port}"),
+        "Origin: http://evil.example\r\n",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(post("evil.example", "").0, 403, "DNS rebinding");
+    assert_eq!(post(&format!("evil.example:{port}"), "").0, 403);
+    assert_eq!(post(&format!("localhost:{port}"), "").0, 200);
+    assert_eq!(post(&format!("127.0.0.1:{port}"), "").0, 200);
+    assert!(eventually(Duration::from_secs(10), || x.posts().len() == 2));
+}
+
+#[test]
+fn the_head_limit_is_exactly_16_kib() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    let head = |size: usize| {
+        let start = "GET /healthz HTTP/1.1\r\nHost: r\r\nX-Pad: ";
+        let pad = size - start.len() - 4;
+        format!("{start}{}\r\n\r\n", "a".repeat(pad))
+    };
+    assert_eq!(relay.request(&head(16 * 1024), b"").0, 200);
+    assert_eq!(relay.request(&head(16 * 1024 + 1), b"").0, 431);
+    assert_eq!(relay.request(&head(17_000), b"").0, 431);
+}
+
+#[test]
+fn a_token_file_others_can_read_is_refused() {
+    let setup = Setup::new();
+    std::fs::set_permissions(&setup.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = setup.serve(&["--listen", "127.0.0.1:0", "--token-file"]);
+    cmd.arg(&setup.token_file);
+    let out = crate::support::run(&mut cmd, None);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("chmod 600"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
+
+#[test]
+fn the_spool_is_bounded_in_bytes() {
+    let setup = Setup::new();
+    let down = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(
+        &down,
+        &["--max-spool-size", "1m", "--max-body-size", "256k"],
+    );
+    let text = "x".repeat(200 * 1024);
+    let mut accepted = 0;
+    let refused = loop {
+        let (status, body) = relay.text(&text);
+        if status != 200 {
+            break (status, body);
+        }
+        accepted += 1;
+        assert!(accepted < 10, "the spool keeps taking entries");
+    };
+    assert_eq!(refused.0, 507, "{refused:?}");
+    assert!(refused.1.contains("--max-spool-size"), "{refused:?}");
+    assert_eq!(accepted, 5);
+    let bytes: u64 = std::fs::read_dir(&setup.spool)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != "state.json")
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert!(bytes <= 1 << 20, "{bytes}");
+}
+
+#[test]
+fn a_corrupt_state_is_set_aside_and_the_spool_still_posted() {
+    let setup = Setup::new();
+    let down = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
+            ..Default::default()
+        },
+    );
+    let mut relay = setup.start(&down, &[]);
+    assert_eq!(relay.text("esx-07 is up").0, 200);
+    relay.signal(libc::SIGTERM);
+    relay.wait_exit(Duration::from_secs(40)).expect("stopped");
+    std::fs::write(setup.spool.join("state.json"), b"{\"threads\": {\"g\": ").unwrap();
+
+    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&up, &[]);
+    assert!(
+        eventually(Duration::from_secs(10), || up.posted() == ["esx-07 is up"]),
+        "{}",
+        relay.log()
+    );
+    let log = relay.log();
+    assert_eq!(log.matches("state.json.corrupt-").count(), 1, "{log}");
+    let aside = std::fs::read_dir(&setup.spool)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        });
+    assert!(aside);
+    assert_eq!(
+        relay
+            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .0,
+        200
+    );
+}
+
+#[test]
+fn refused_credentials_stop_the_relay_at_start() {
+    let setup = Setup::new();
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            me: Some(Canned::new(
+                401,
+                r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#,
+            )),
+            ..Default::default()
+        },
+    );
+    let mut cmd = setup.serve(&["--listen", "127.0.0.1:0", "--token-file"]);
+    cmd.arg(&setup.token_file);
+    x.client(&mut cmd);
+    let out = crate::support::run(&mut cmd, None);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(out.stderr.contains("HTTP 401"), "{out:?}");
+    assert!(
+        out.stderr.contains("esxi-tweet sign"),
+        "the agent's hint: {out:?}"
+    );
+    let received = x.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].method, "GET");
+    assert_eq!(received[0].path, "/2/users/me");
+    assert!(received[0].signature_ok);
+}
+
+#[test]
+fn the_account_is_named_at_start_and_a_limited_check_is_no_failure() {
+    let setup = Setup::new();
+    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    assert!(
+        relay.log().contains("account name=@esx_announcer"),
+        "{}",
+        relay.log()
+    );
+    drop(relay);
+    let limited = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            me: Some(Canned::new(
+                429,
+                r#"{"title":"Too Many Requests","status":429}"#,
+            )),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(&limited, &[]);
+    assert_eq!(relay.text("still posts").0, 200);
+    assert!(eventually(Duration::from_secs(10), || limited.posted()
+        == ["still posts"]));
+}
+
+#[test]
+fn credentials_refused_later_turn_healthz_red() {
+    let setup = Setup::new();
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: [Canned::new(
+                401,
+                r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#,
+            )]
+            .into(),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("esx-07 is up").0, 200);
+    let healthz = || relay.request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"");
+    assert!(
+        eventually(Duration::from_secs(10), || healthz().0 == 503),
+        "{}",
+        relay.log()
+    );
+    let (_, body) = healthz();
+    assert!(body.contains("HTTP 401"), "{body}");
+}
+
+#[test]
+fn a_reset_in_year_10000_neither_crashes_nor_holds_for_years() {
+    let setup = Setup::new();
+    let far = Canned::new(429, r#"{"title":"Too Many Requests","status":429}"#)
+        .header("x-rate-limit-remaining", "0")
+        .header("x-rate-limit-reset", "253402300800");
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: [far].into(),
+            ..Default::default()
+        },
+    );
+    let mut relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("esx-07 is up").0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .log()
+            .contains("suspicious")),
+        "{}",
+        relay.log()
+    );
+    let held = saved_state(&setup)["blocked_until"].as_u64().unwrap();
+    assert!(held <= now_secs() + 24 * 3600 + 5, "{held}");
+    assert_eq!(
+        relay
+            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
+            .0,
+        200
+    );
+    assert_eq!(relay.child.try_wait().unwrap(), None, "still running");
+    // A restart with that state starts (no crash loop) and still waits.
+    relay.signal(libc::SIGTERM);
+    assert!(relay.wait_exit(Duration::from_secs(40)).unwrap().success());
+    let relay = setup.start(&x, &[]);
+    assert!(relay.log().contains("listening"), "{}", relay.log());
+}
+
+#[test]
+fn a_spent_day_holds_the_relay_whatever_the_window_says() {
+    let setup = Setup::new();
+    let now = now_secs();
+    let daily = Canned::new(429, r#"{"title":"Too Many Requests","status":429}"#)
+        .header("x-rate-limit-reset", &now.to_string())
+        .header("x-app-limit-24hour-remaining", "0")
+        .header("x-app-limit-24hour-reset", &(now + 4).to_string());
+    let x = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: [daily].into(),
+            ..Default::default()
+        },
+    );
+    let relay = setup.start(&x, &[]);
+    assert_eq!(relay.text("esx-07 is up").0, 200);
+    assert!(eventually(Duration::from_secs(10), || x.received().len() >= 2));
+    assert!(
+        eventually(Duration::from_secs(15), || x.posts().len() == 1),
+        "{}",
+        relay.log()
+    );
+    let posts: Vec<_> = x
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/2/tweets")
+        .collect();
+    assert_eq!(
+        posts.len(),
+        2,
+        "one refused, one after the day's reset: {posts:?}"
+    );
+    assert!(posts[1].timestamp >= now + 4, "{posts:?}");
+}
+
+/// The most memory the process ever held (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_digest_of_a_full_spool_reads_one_entry_at_a_time() {
+    let setup = Setup::new();
+    let down = FakeX::start(
+        setup.home.path(),
+        Behaviour {
+            script: std::iter::repeat_n(Canned::new(503, "{}"), 1000).collect(),
+            ..Default::default()
+        },
+    );
+    let mut relay = setup.start(&down, &[]);
+    // 96 MiB waiting, far more than the relay may hold in memory at once.
+    for i in 0..96 {
+        let text = format!("{i} {}", "x".repeat(1024 * 1024 - 16));
+        assert_eq!(relay.text(&text).0, 200, "{}", relay.log());
+    }
+    relay.signal(libc::SIGTERM);
+    relay.wait_exit(Duration::from_secs(40)).expect("stopped");
+
+    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let relay = setup.start(&up, &[]);
+    assert!(
+        eventually(Duration::from_secs(60), || setup.spooled() == 0),
+        "{}",
+        relay.log()
+    );
+    // The post in flight at the stop goes first, as it was; the rest is one digest.
+    let texts = up.posted();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[0].starts_with("0 xxx"));
+    assert!(
+        texts[1].starts_with("95 messages while rate-limited: 1 x"),
+        "{}",
+        texts[1]
+    );
+    let peak = peak_memory(relay.child.id());
+    assert!(peak < 64 << 20, "peak memory {} MiB", peak >> 20);
+}

@@ -885,4 +885,426 @@ mod tests {
             assert!(Budget::parse(bad).is_err(), "{bad}");
         }
     }
+
+    use super::super::spool::Limits;
+    use crate::api::{DayLimit, Outgoing, Response};
+    use crate::credentials::Secret;
+    use std::collections::VecDeque;
+
+    /// A request X received: its text, the post it answers, its signed time.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        text: String,
+        reply_to: Option<String>,
+        timestamp: u64,
+    }
+
+    /// X as a script: the next canned answer, or else a post made.
+    #[derive(Default)]
+    struct Script {
+        answers: Mutex<VecDeque<Response>>,
+        seen: Mutex<Vec<Seen>>,
+    }
+
+    struct ScriptedX(Arc<Script>);
+
+    impl Sender for ScriptedX {
+        fn send(
+            &self,
+            request: &Outgoing,
+            authorization: &str,
+            _: Duration,
+        ) -> Result<Response, SendError> {
+            let body: Value = serde_json::from_str(&request.body).unwrap();
+            let at = authorization.find("oauth_timestamp=\"").unwrap() + 17;
+            let timestamp = authorization[at..at + 10].parse().unwrap();
+            let mut seen = self.0.seen.lock().unwrap();
+            seen.push(Seen {
+                text: body["text"].as_str().unwrap().to_string(),
+                reply_to: body["reply"]["in_reply_to_tweet_id"]
+                    .as_str()
+                    .map(str::to_string),
+                timestamp,
+            });
+            Ok(self
+                .0
+                .answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Response {
+                    status: 201,
+                    body: json!({"data": {"id": seen.len().to_string(), "text": "x"}}).to_string(),
+                    ..Default::default()
+                }))
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: body.to_string(),
+            ..Default::default()
+        }
+    }
+
+    const DUPLICATE: &str = r#"{"title":"Forbidden","detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","status":403}"#;
+
+    /// A worker on a fresh spool, X scripted; `now` as the tests move it.
+    struct Bench {
+        _dir: tempfile::TempDir,
+        spool: Arc<Spool>,
+        script: Arc<Script>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        worker: Worker,
+        now: u64,
+    }
+
+    impl Bench {
+        fn new(budget: &str, settle: u64) -> Bench {
+            Self::with_state(budget, settle, State::default())
+        }
+
+        fn with_state(budget: &str, settle: u64, state: State) -> Bench {
+            let dir = tempfile::tempdir().unwrap();
+            let limits = Limits {
+                entries: 10_000,
+                bytes: 1 << 30,
+            };
+            let spool = Arc::new(Spool::open(dir.path(), limits).unwrap());
+            let script = Arc::new(Script::default());
+            let health = Arc::new(Health::default());
+            let metrics = Arc::new(Metrics::new());
+            // Entries are stamped with the real clock: the tests' time starts there.
+            let now = oauth::unix_now(0);
+            let worker = Worker::new(
+                Shared {
+                    spool: spool.clone(),
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                    log: Logger { json: true },
+                },
+                StateFile::new(dir.path()),
+                state,
+                Settings {
+                    composer: Composer::default(),
+                    budget: Budget::parse(budget).unwrap(),
+                    settle: Duration::from_secs(settle),
+                },
+                Account {
+                    credentials: Credentials {
+                        consumer_key: "ck".into(),
+                        consumer_secret: Secret::new("cs"),
+                        access_token: "at".into(),
+                        access_token_secret: Secret::new("ats"),
+                    },
+                    api_base: "https://api.x.com".into(),
+                    version: ApiVersion::V2,
+                    sender: Box::new(ScriptedX(script.clone())),
+                },
+                now,
+            );
+            Bench {
+                _dir: dir,
+                spool,
+                script,
+                health,
+                metrics,
+                worker,
+                now,
+            }
+        }
+
+        fn text(&self, text: &str) {
+            self.spool.append(&Entry::Text(text.into())).unwrap();
+        }
+
+        fn alerts(&self, status: &str, hosts: &[&str]) {
+            let alerts: Vec<Value> = hosts
+                .iter()
+                .map(|h| json!({"status": status, "labels": {"alertname": "DiskFull", "instance": h}, "fingerprint": h}))
+                .collect();
+            let body = json!({"groupKey": "{}:{alertname=\"DiskFull\"}", "status": status, "alerts": alerts});
+            let n = super::super::alerts::parse(body.to_string().as_bytes()).unwrap();
+            self.spool.append(&Entry::Alerts(n)).unwrap();
+        }
+
+        fn answer(&self, response: Response) {
+            self.script.answers.lock().unwrap().push_back(response);
+        }
+
+        fn step(&mut self) -> Next {
+            self.worker.step(self.now)
+        }
+
+        /// Steps until the worker waits; what it waits for.
+        fn settle(&mut self) -> Next {
+            for _ in 0..100 {
+                match self.step() {
+                    Next::Again => {}
+                    next => return next,
+                }
+            }
+            panic!("the worker never waits");
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.script.seen.lock().unwrap().clone()
+        }
+
+        fn texts(&self) -> Vec<String> {
+            self.seen().into_iter().map(|s| s.text).collect()
+        }
+    }
+
+    #[test]
+    fn the_budget_holds_and_a_pile_up_becomes_one_digest() {
+        let mut bench = Bench::new("1/1h", 0);
+        bench.text("first");
+        assert_eq!(bench.settle(), Next::Idle);
+        for text in ["second", "third"] {
+            bench.text(text);
+        }
+        let start = bench.now;
+        assert_eq!(bench.settle(), Next::Limited(start + 3600));
+        bench.now = start + 3600;
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(
+            bench.texts(),
+            ["first", "2 messages while rate-limited: second; third"]
+        );
+        assert!(bench.spool.is_empty());
+        assert_eq!(bench.metrics.digests.get(), 1);
+    }
+
+    #[test]
+    fn a_spent_day_holds_until_its_reset_whatever_the_window_says() {
+        let mut bench = Bench::new("100/1h", 0);
+        let now = bench.now;
+        // Posted, and the day's last: the 15-minute window would allow another in a minute.
+        bench.answer(Response {
+            rate_limit_remaining: Some(5),
+            rate_limit_reset: Some(now + 60),
+            day: Some(DayLimit {
+                remaining: 0,
+                reset: Some(now + 5000),
+            }),
+            ..answer(201, r#"{"data":{"id":"7","text":"a"}}"#)
+        });
+        bench.text("a");
+        bench.text("b");
+        assert_eq!(bench.settle(), Next::Limited(now + 5000));
+        bench.now = now + 4999;
+        assert_eq!(bench.settle(), Next::Limited(now + 5000));
+        assert_eq!(
+            bench.seen().len(),
+            1,
+            "X is not asked before the day resets"
+        );
+        // A 429 that names the spent day holds until the day's reset too.
+        bench.now = now + 5000;
+        bench.answer(Response {
+            rate_limit_reset: Some(now + 5060),
+            day: Some(DayLimit {
+                remaining: 0,
+                reset: Some(now + 9000),
+            }),
+            ..answer(429, "{}")
+        });
+        assert_eq!(bench.settle(), Next::Limited(now + 9000));
+        bench.now = now + 9000;
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.texts(), ["a", "b", "b"]);
+    }
+
+    #[test]
+    fn resets_from_x_are_believed_for_a_day_at_most() {
+        let mut bench = Bench::new("100/1h", 0);
+        let now = bench.now;
+        bench.text("a");
+        bench.answer(Response {
+            rate_limit_remaining: Some(0),
+            rate_limit_reset: Some(253_402_300_800),
+            ..answer(429, "{}")
+        });
+        assert_eq!(bench.settle(), Next::Limited(now + 24 * 3600));
+        assert_eq!(bench.worker.state().blocked_until, now + 24 * 3600);
+        // A reset in the past, zero or none: back off with jitter, do not hammer X.
+        for reset in [Some(now - 10), Some(0), None] {
+            let mut bench = Bench::new("100/1h", 0);
+            bench.text("a");
+            bench.answer(Response {
+                rate_limit_reset: reset,
+                ..answer(429, "{}")
+            });
+            match bench.settle() {
+                Next::Backoff(pause) => assert!(pause <= FIRST_BACKOFF, "{pause:?}"),
+                next => panic!("{reset:?}: {next:?}"),
+            }
+        }
+        // A saved hold from an older version that lies in year 10000.
+        let state = State {
+            blocked_until: 253_402_300_800,
+            ..State::default()
+        };
+        let bench = Bench::with_state("100/1h", 0, state);
+        assert!(bench.worker.state().blocked_until <= bench.now + 24 * 3600);
+    }
+
+    #[test]
+    fn a_new_group_settles_and_posts_its_latest_state_once() {
+        let mut bench = Bench::new("100/1h", 10);
+        bench.alerts("firing", &["esx-07"]);
+        let Next::Settling(until) = bench.settle() else {
+            panic!("the first notice waits for the group");
+        };
+        assert!(until >= bench.now + 9 && until <= bench.now + 11, "{until}");
+        // A text meanwhile is not held behind the group.
+        bench.text("backup done");
+        assert!(matches!(bench.settle(), Next::Settling(_)));
+        assert_eq!(bench.texts(), ["backup done"]);
+        bench.alerts("firing", &["esx-07", "esx-08", "esx-09"]);
+        bench.now = until;
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(
+            bench.texts(),
+            [
+                "backup done",
+                "[FIRING:3] DiskFull on esx-07, esx-08, esx-09"
+            ]
+        );
+        assert!(bench.spool.is_empty());
+        // Later notices of the announced group do not wait.
+        bench.alerts("resolved", &["esx-07", "esx-08", "esx-09"]);
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.seen()[2].reply_to.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn threads_answer_and_repeats_are_not_posted() {
+        let mut bench = Bench::new("100/1h", 0);
+        bench.alerts("firing", &["esx-07"]);
+        assert_eq!(bench.settle(), Next::Idle);
+        bench.alerts("firing", &["esx-07"]);
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.seen().len(), 1, "a repeat is not posted");
+        bench.alerts("firing", &["esx-07", "esx-08"]);
+        bench.alerts("resolved", &["esx-07", "esx-08"]);
+        assert_eq!(bench.settle(), Next::Idle);
+        let seen = bench.seen();
+        // The two notices that waited went as one: the latest, answering the thread.
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].text, "[RESOLVED] DiskFull on esx-07, esx-08");
+        assert_eq!(seen[1].reply_to.as_deref(), Some("1"));
+        assert!(bench.worker.state().threads.is_empty());
+    }
+
+    #[test]
+    fn duplicates_count_up_from_the_text_then_fail() {
+        let mut bench = Bench::new("100/1h", 0);
+        for _ in 0..3 {
+            bench.answer(answer(403, DUPLICATE));
+        }
+        bench.text("disk full");
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(
+            bench.texts(),
+            [
+                "disk full",
+                "disk full (2)",
+                "disk full (3)",
+                "disk full (4)"
+            ]
+        );
+        assert_eq!(bench.metrics.posted.get(), 1);
+
+        let mut bench = Bench::new("100/1h", 0);
+        for _ in 0..4 {
+            bench.answer(answer(403, DUPLICATE));
+        }
+        bench.text("always refused");
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.seen().len(), 4);
+        assert_eq!(bench.metrics.posted.get(), 0, "never counted as posted");
+        assert_eq!(bench.metrics.failed.get(), 1);
+        assert!(bench.spool.is_empty());
+    }
+
+    #[test]
+    fn refused_credentials_show_until_a_post_succeeds() {
+        let mut bench = Bench::new("100/1h", 0);
+        bench.answer(answer(401, r#"{"title":"Unauthorized","status":401}"#));
+        bench.text("a");
+        match bench.settle() {
+            Next::Backoff(pause) => assert!(pause >= AUTH_BACKOFF),
+            next => panic!("{next:?}"),
+        }
+        let why = bench.health.status().unwrap_err();
+        assert!(why.contains("HTTP 401"), "{why}");
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.health.status(), Ok(()));
+    }
+
+    #[test]
+    fn failures_back_off_with_full_jitter_up_to_five_minutes() {
+        let mut bench = Bench::new("100/1h", 0);
+        for _ in 0..12 {
+            bench.answer(answer(503, "{}"));
+        }
+        bench.text("a");
+        for failure in 1..=12u32 {
+            let Next::Backoff(pause) = bench.settle() else {
+                panic!("a 503 backs off");
+            };
+            let bound = FIRST_BACKOFF * 2u32.pow(failure - 1);
+            assert!(pause <= bound.min(MAX_BACKOFF), "{failure}: {pause:?}");
+        }
+        assert_eq!(bench.settle(), Next::Idle);
+        assert_eq!(bench.texts().len(), 13);
+    }
+
+    #[test]
+    fn many_groups_with_huge_keys_make_one_digest_and_a_small_state() {
+        let mut bench = Bench::new("1/1h", 0);
+        bench.text("first");
+        assert_eq!(bench.settle(), Next::Idle);
+        for i in 0..800 {
+            let key = format!("{i}{}", "k".repeat(40_000));
+            let body = json!({"groupKey": key, "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": format!("A{i}")}, "fingerprint": "f"}]});
+            let n = super::super::alerts::parse(body.to_string().as_bytes()).unwrap();
+            bench.spool.append(&Entry::Alerts(n)).unwrap();
+        }
+        bench.now += 3600;
+        assert_eq!(bench.settle(), Next::Idle);
+        let texts = bench.texts();
+        assert_eq!(texts.len(), 2);
+        assert!(
+            texts[1].starts_with("800 alerts while rate-limited: 800 firing"),
+            "{}",
+            texts[1]
+        );
+        assert_eq!(bench.worker.state().threads.len(), 800);
+        let saved = std::fs::metadata(bench._dir.path().join("state.json"))
+            .unwrap()
+            .len();
+        assert!(saved < 200 * 1024, "state.json is {saved} bytes");
+    }
+
+    #[test]
+    fn a_wrong_clock_is_corrected_once_from_xs_date() {
+        let mut bench = Bench::new("100/1h", 0);
+        let ahead = bench.now + 3600;
+        bench.answer(Response {
+            date: Some(httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_secs(ahead),
+            )),
+            ..answer(401, r#"{"title":"Unauthorized","status":401}"#)
+        });
+        bench.text("a");
+        assert_eq!(bench.settle(), Next::Idle);
+        let seen = bench.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].timestamp, ahead);
+    }
 }
