@@ -511,13 +511,14 @@ mod tests {
         let (_, msg) = fatal_code(
             ApiVersion::V2,
             400,
-            "{\"title\":\"Bad\\u001b[2J\\u001b]0;pwned\\u0007\",\"detail\":\"x\\u009b31m\\r\\nforged\"}",
+            "{\"title\":\"Bad\\u001b[2J\\u001b]0;pwned\\u0007\",\"detail\":\"x\\u009b31m\\r\\nforged \\u202eevil\"}",
         );
         assert!(
             !msg.chars().any(char::is_control),
             "control characters in {msg:?}"
         );
         assert!(msg.contains("Bad") && msg.contains("forged"), "{msg}");
+        assert!(!msg.contains('\u{202E}') && !msg.contains("[2J"), "{msg:?}");
     }
 
     #[test]

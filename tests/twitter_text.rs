@@ -226,3 +226,72 @@ fn counting_and_fitting_are_linear_for_every_hostile_family() {
         }
     }
 }
+
+/// What a conformance case expects, as strings: plain lists, or lists of objects with `field`.
+fn expected_names(case: &Yaml, field: &str) -> Vec<String> {
+    match &case["expected"] {
+        Yaml::Array(items) => items
+            .iter()
+            .filter_map(|item| match item {
+                Yaml::String(name) => Some(name.clone()),
+                other => other[field].as_str().map(str::to_string),
+            })
+            .collect(),
+        Yaml::String(name) => vec![name.clone()],
+        _ => vec![],
+    }
+}
+
+/// The relay defangs alert values: every mention, hashtag, cashtag and URL that twitter-text
+/// finds in its own conformance cases is plain text afterwards.
+#[test]
+fn defanged_values_hold_no_entity_of_the_conformance_data() {
+    use esxi_tweet::relay::defang::{Allow, defang};
+    let doc = load("extract.yml");
+    let entities: [(&str, &str, &[&str]); 9] = [
+        ("mentions", "", &["@", "\u{FF20}"]),
+        ("mentions_with_indices", "screen_name", &["@", "\u{FF20}"]),
+        (
+            "mentions_or_lists_with_indices",
+            "screen_name",
+            &["@", "\u{FF20}"],
+        ),
+        ("replies", "", &["@", "\u{FF20}"]),
+        ("hashtags", "", &["#", "\u{FF03}"]),
+        ("hashtags_from_astral", "", &["#", "\u{FF03}"]),
+        ("hashtags_with_indices", "hashtag", &["#", "\u{FF03}"]),
+        ("cashtags", "", &["$"]),
+        ("cashtags_with_indices", "cashtag", &["$"]),
+    ];
+    for (name, field, triggers) in entities {
+        check_all(section(&doc, name), |case| {
+            let plain = defang(text(case), Allow::default());
+            let live: Vec<String> = expected_names(case, field)
+                .into_iter()
+                .flat_map(|entity| triggers.iter().map(move |t| format!("{t}{entity}")))
+                .filter(|entity| plain.contains(entity.as_str()))
+                .collect();
+            if live.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{live:?} still in {plain:?}"))
+            }
+        });
+    }
+    for name in [
+        "urls",
+        "urls_with_indices",
+        "urls_with_directional_markers",
+        "tco_urls_with_params",
+    ] {
+        check_all(section(&doc, name), |case| {
+            let plain = defang(text(case), Allow::default());
+            let left = extract(&plain);
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?} still links in {plain:?}"))
+            }
+        });
+    }
+}
