@@ -1103,3 +1103,77 @@ fn a_digest_of_a_full_spool_reads_one_entry_at_a_time() {
     let peak = peak_memory(relay.child.id());
     assert!(peak < 64 << 20, "peak memory {} MiB", peak >> 20);
 }
+
+/// X as the in-process relay sees it: the account check answers, a post panics the worker
+/// (a bug standing in for any way the worker could end).
+struct PanickingX;
+
+impl esxi_tweet::post::Sender for PanickingX {
+    fn send(
+        &self,
+        request: &esxi_tweet::api::Outgoing,
+        _: &str,
+        _: Duration,
+    ) -> Result<esxi_tweet::api::Response, esxi_tweet::transport::SendError> {
+        assert_eq!(request.method, "GET", "the worker's post");
+        Ok(esxi_tweet::api::Response {
+            status: 200,
+            body: r#"{"data":{"username":"esx_announcer"}}"#.into(),
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn a_worker_that_stops_ends_the_relay_with_an_error() {
+    use esxi_tweet::relay::{self, worker};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shutdown = Arc::new(relay::Shutdown::default());
+    let options = relay::Options {
+        token: None,
+        spool_dir: dir.path().join("spool"),
+        settings: worker::Settings {
+            composer: relay::text::Composer::default(),
+            budget: worker::Budget::parse("17/24h").unwrap(),
+            settle: Duration::ZERO,
+        },
+        max_body: 1 << 20,
+        max_spool_size: 1 << 24,
+        json_logs: true,
+    };
+    let account = worker::Account {
+        credentials: esxi_tweet::Credentials {
+            consumer_key: "ck".into(),
+            consumer_secret: esxi_tweet::Secret::new("cs"),
+            access_token: "at".into(),
+            access_token_secret: esxi_tweet::Secret::new("ats"),
+        },
+        api_base: "https://127.0.0.1:1".into(),
+        version: esxi_tweet::api::ApiVersion::V2,
+        sender: Box::new(PanickingX),
+    };
+    let running = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || relay::run(listener, options, account, shutdown))
+    };
+    let mut stream = None;
+    assert!(eventually(Duration::from_secs(10), || {
+        stream = TcpStream::connect(("127.0.0.1", port)).ok();
+        stream.is_some()
+    }));
+    let mut stream = stream.unwrap();
+    stream
+        .write_all(b"POST /post HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
+        .unwrap();
+    let finished = eventually(Duration::from_secs(10), || running.is_finished());
+    if !finished {
+        shutdown.trigger();
+    }
+    let result = running.join().unwrap();
+    assert!(finished, "the relay went on without its worker");
+    let err = result.unwrap_err();
+    assert_eq!(err.exit_code(), 70, "{err}");
+    assert!(err.to_string().contains("worker stopped"), "{err}");
+}
