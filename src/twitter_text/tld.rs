@@ -73,6 +73,11 @@ impl Tlds {
         let mut candidate = String::new();
         let mut found = None;
         for (len, &c) in text.iter().take(self.longest).enumerate() {
+            // No entry holds ASCII punctuation or white space: past one, nothing can match
+            // (in `a.a.a…` one lookup per label instead of one per character up to 18).
+            if c.is_ascii_punctuation() || c.is_whitespace() {
+                break;
+            }
             let lower = c.to_lowercase();
             if lower.len() != 1 {
                 candidate.push(c);
@@ -88,6 +93,8 @@ impl Tlds {
     }
 
     /// Every entry of `kind`, for tests that compare the list with the conformance data.
+    /// (None holds ASCII punctuation or white space, which [`Tlds::longest_at`] relies on;
+    /// a test checks.)
     pub fn entries(&self, kind: Kind) -> Vec<&'static str> {
         let set = match kind {
             Kind::Generic => &self.generic,
@@ -117,6 +124,11 @@ mod tests {
         assert!(tlds.country.contains("jp") && tlds.country.contains("no"));
         assert!(!tlds.country.contains("local") && !tlds.generic.contains("local"));
         assert!(tlds.generic.len() > 1000 && tlds.country.len() > 250);
+        let all = tlds.generic.iter().chain(&tlds.country);
+        assert!(
+            all.flat_map(|e| e.chars())
+                .all(|c| !c.is_ascii_punctuation() && !c.is_whitespace())
+        );
     }
 
     #[test]
