@@ -68,6 +68,10 @@ pub struct Args {
         value_name = "ADDRESS:PORT"
     )]
     pub admin_listen: Option<String>,
+    /// File holding the bearer token the admin endpoints require (mode 600); required when
+    /// --admin-listen is reachable from other hosts
+    #[arg(long, env = "AUTODEPLOY_CACHE_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Access log format: text (one line, as nginx's) or json (one object per line)
     #[arg(
         long,
@@ -119,6 +123,8 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// The admin listener's address, if any.
     pub admin_listen: Option<SocketAddr>,
+    /// The file holding the admin bearer token, if any.
+    pub admin_token_file: Option<PathBuf>,
     /// Grace period for transfers at shutdown.
     pub shutdown_grace: Duration,
     /// Timeout for connecting to the upstream and receiving its response head.
@@ -206,6 +212,14 @@ impl Config {
                 listen.port()
             )));
         }
+        if let Some(admin) = admin_listen
+            && !admin.ip().is_loopback()
+            && args.admin_token_file.is_none()
+        {
+            return Err(Error::Config(format!(
+                "--admin-listen {admin} is reachable from other hosts and its endpoints purge the cache: give --admin-token-file FILE (one token, chmod 600), or listen on 127.0.0.1"
+            )));
+        }
         if args.upstream_insecure && args.upstream_ca.is_some() {
             return Err(Error::Config(
                 "--upstream-insecure and --upstream-ca exclude each other".into(),
@@ -216,6 +230,7 @@ impl Config {
             log_format: args.log_format,
             access_log: args.access_log,
             admin_listen,
+            admin_token_file: args.admin_token_file,
             upstream_scheme: scheme,
             upstream_authority: authority,
             cache_dir: args.cache_dir,
@@ -346,8 +361,22 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("port of its own"), "{err}");
-        let c = Config::from_args(args(&["--admin-listen", "5101"]), Some("vc:1".into())).unwrap();
+        // An admin port on every address purges the cache for anyone: a token or loopback.
+        let err = Config::from_args(args(&["--admin-listen", "5101"]), Some("vc:1".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--admin-token-file"), "{err}");
+        let c = Config::from_args(
+            args(&["--admin-listen", "5101", "--admin-token-file", "/t"]),
+            Some("vc:1".into()),
+        )
+        .unwrap();
         assert_eq!(c.admin_listen, Some("0.0.0.0:5101".parse().unwrap()));
+        let c = Config::from_args(
+            args(&["--admin-listen", "127.0.0.1:5101"]),
+            Some("vc:1".into()),
+        );
+        assert!(c.is_ok());
     }
 
     #[test]

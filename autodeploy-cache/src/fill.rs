@@ -142,6 +142,10 @@ async fn fetch(
         meta.stored_at = received.response_time;
         meta.request_time = received.request_time;
         let expires_at = expiry(status, &merged, received, ctx.valid);
+        if fill.cancelled() {
+            // Purged meanwhile: the stale entry is gone, and stays gone.
+            return FillEnd::NotModified;
+        }
         let store = ctx.store.clone();
         let (key, entry) = (fill.key.clone(), entry.clone());
         let rewritten =
@@ -284,6 +288,11 @@ async fn fetch(
     }
     // Readers have every byte now: release them before the commit's fsync.
     fill.publish(|p| p.end = Some(FillEnd::Complete));
+    if fill.cancelled() {
+        // An admin purged this key while it was fetched: the readers had it, the cache
+        // does not keep it (the temp file goes with `cleanup`).
+        return FillEnd::Complete;
+    }
     let store = ctx.store.clone();
     let key = entry_key.clone();
     let committed =
@@ -294,6 +303,10 @@ async fn fetch(
             ctx.store
                 .note_variant(&primary, vary_names, entry_key.hash());
             ctx.store.report_ok();
+            if fill.cancelled() {
+                // The purge came during the commit: it still wins.
+                ctx.store.invalidate(&primary);
+            }
         }
         Ok(Err(e)) => ctx.store.report_trouble(&format!("cannot commit: {e}")),
         Err(e) => eprintln!("autodeploy-cache: commit task failed: {e}"),

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use http::{HeaderMap, StatusCode};
@@ -78,9 +79,17 @@ pub struct Progress {
 pub struct Fill {
     pub(crate) key: CacheKey,
     progress: watch::Sender<Progress>,
+    /// An admin purged the key while this fill ran: it serves its readers but stores
+    /// nothing, since what it fetched predates the purge.
+    cancelled: AtomicBool,
 }
 
 impl Fill {
+    /// Whether a purge covered this fill.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
     /// A receiver of this fill's progress.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
@@ -122,6 +131,7 @@ impl Fills {
         let fill = Arc::new(Fill {
             key: key.clone(),
             progress,
+            cancelled: AtomicBool::new(false),
         });
         map.insert(key.as_str().to_string(), Arc::downgrade(&fill));
         Some((fill, true))
@@ -135,6 +145,25 @@ impl Fills {
         {
             map.remove(fill.key.as_str());
         }
+    }
+
+    /// Marks every fill whose key `covers` as cancelled (it will store nothing) and lets go of
+    /// it, so that the next request for its key fetches afresh; how many there were.
+    pub fn cancel(&self, covers: impl Fn(&CacheKey) -> bool) -> usize {
+        let mut map = self.map.lock().unwrap();
+        let mut cancelled = 0;
+        map.retain(|_, weak| {
+            let Some(fill) = weak.upgrade() else {
+                return false;
+            };
+            if covers(&fill.key) {
+                fill.cancelled.store(true, Ordering::SeqCst);
+                cancelled += 1;
+                return false;
+            }
+            true
+        });
+        cancelled
     }
 
     /// Number of fills in progress.

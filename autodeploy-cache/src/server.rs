@@ -132,12 +132,23 @@ pub async fn serve(
     let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = proxy.config().admin_listen {
+        let token = proxy
+            .config()
+            .admin_token_file
+            .as_deref()
+            .map(crate::admin::read_token)
+            .transpose()?;
         let admin = bind(addr)?;
         eprintln!(
             "autodeploy-cache: admin on {} (/metrics, /healthz, /purge, /entries)",
             admin.local_addr().map_err(Error::Listen)?
         );
-        tokio::spawn(crate::admin::serve(admin, proxy.clone(), draining.clone()));
+        tokio::spawn(crate::admin::serve(
+            admin,
+            proxy.clone(),
+            draining.clone(),
+            token,
+        ));
     }
     let reloader = {
         let (proxy, sink) = (proxy.clone(), sink.clone());

@@ -140,21 +140,28 @@ fn read_lines(path: Option<&PathBuf>) -> Result<Vec<String>, String> {
     }
 }
 
-/// The path of a successful GET in one access-log line (text or JSON), if it is one.
+/// The path of a successful GET in one access-log line (text or JSON), if it is one. Both
+/// forms pass the same check: a log line is data anyone who reached the proxy wrote, so a
+/// path that does not start with `/` (`@127.0.0.1:9539/x`, which a URL parser would read as
+/// another host) is never fetched.
 pub fn path_from_log_line(line: &str) -> Option<String> {
-    if line.trim_start().starts_with('{') {
+    let (method, path, status) = if line.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let ok = v["method"] == "GET" && v["status"].as_u64().is_some_and(|s| s < 300);
-        return ok.then(|| v["path"].as_str().map(str::to_string)).flatten();
-    }
-    // time client "GET /path HTTP/1.1" status bytes duration cache
-    let (_, rest) = line.split_once('"')?;
-    let (request, after) = rest.split_once('"')?;
-    let mut parts = request.split(' ');
-    let (method, path) = (parts.next()?, parts.next()?);
-    let status: u16 = after.split_whitespace().next()?.parse().ok()?;
-    (method == "GET" && path.starts_with('/') && (200..300).contains(&status))
-        .then(|| path.to_string())
+        (
+            v["method"].as_str()?.to_string(),
+            v["path"].as_str()?.to_string(),
+            u16::try_from(v["status"].as_u64()?).ok()?,
+        )
+    } else {
+        // time client "GET /path HTTP/1.1" status bytes duration cache
+        let (_, rest) = line.split_once('"')?;
+        let (request, after) = rest.split_once('"')?;
+        let mut parts = request.split(' ');
+        let (method, path) = (parts.next()?, parts.next()?);
+        let status: u16 = after.split_whitespace().next()?.parse().ok()?;
+        (method.to_string(), path.to_string(), status)
+    };
+    (method == "GET" && path.starts_with('/') && (200..300).contains(&status)).then_some(path)
 }
 
 async fn fetch_all(
@@ -269,5 +276,12 @@ mod tests {
         let json = r#"{"method":"GET","path":"/a?b=1","status":200,"cache_status":"MISS"}"#;
         assert_eq!(path_from_log_line(json).as_deref(), Some("/a?b=1"));
         assert_eq!(path_from_log_line("garbage"), None);
+        for hostile in [
+            r#"{"method":"GET","path":"@127.0.0.1:9539/x","status":200}"#,
+            r#"{"method":"GET","path":"http://evil.example/x","status":200}"#,
+            r#"{"method":"GET","path":"/a","status":101}"#,
+        ] {
+            assert_eq!(path_from_log_line(hostile), None, "{hostile}");
+        }
     }
 }

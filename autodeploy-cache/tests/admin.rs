@@ -279,3 +279,153 @@ async fn warm_fetches_each_path_once_and_reports() {
     let (code, out) = warm(&["--proxy", "ftp://x", list.to_str().unwrap()]);
     assert_eq!(code, Some(64), "{out}");
 }
+
+/// The address of the admin listener that `proxy` logged.
+async fn admin_of(proxy: &ProxyProcess) -> String {
+    let log = proxy.log_with(&["admin on "]).await;
+    let admin = log
+        .split("admin on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the admin address is logged");
+    // 0.0.0.0:PORT: reach it on loopback.
+    format!("http://127.0.0.1:{}", admin.rsplit(':').next().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_port_beyond_loopback_needs_a_token_and_refuses_browsers() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let cache = dir.path().join("cache");
+    // Without a token, it does not start.
+    let out = Command::new(crate::support::proxy_binary())
+        .args(crate::support::proxy_args(&origin, &cache, "1g"))
+        .args(["--admin-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--admin-token-file"), "{stderr}");
+    // A token file others can read is refused too.
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
+    let out = Command::new(crate::support::proxy_binary())
+        .args(crate::support::proxy_args(&origin, &cache, "1g"))
+        .args(["--admin-listen", "0.0.0.0:0", "--admin-token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let proxy = crate::support::spawn_with(
+        &origin,
+        &cache,
+        &[
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    );
+    let admin = admin_of(&proxy).await;
+    let bearer = ("authorization", "Bearer s3cret-admin-token");
+    let status =
+        |path: &'static str, method: &'static str, headers: Vec<(&'static str, &'static str)>| {
+            let url = format!("{admin}{path}");
+            async move {
+                fetch(method, &url, &headers, b"")
+                    .await
+                    .unwrap()
+                    .status
+                    .as_u16()
+            }
+        };
+    assert_eq!(status("/entries", "GET", vec![]).await, 401);
+    assert_eq!(status("/purge?prefix=/", "POST", vec![]).await, 401);
+    assert_eq!(
+        status("/entries", "GET", vec![("authorization", "Bearer wrong")]).await,
+        401
+    );
+    assert_eq!(status("/entries", "GET", vec![bearer]).await, 200);
+    assert_eq!(status("/metrics", "GET", vec![bearer]).await, 200);
+    assert_eq!(
+        status("/healthz", "GET", vec![]).await,
+        200,
+        "load balancers"
+    );
+    // A page in an admin's browser, token or not.
+    let origin_header = ("origin", "http://evil.example");
+    assert_eq!(
+        status("/purge?prefix=/", "POST", vec![bearer, origin_header]).await,
+        403
+    );
+    let log = proxy.log_with(&["admin on "]).await;
+    assert!(!log.contains("s3cret-admin-token"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_during_a_fill_keeps_nothing_it_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let (proxy, admin) = start(dir.path(), &origin).await;
+    let size: u64 = 4 << 20;
+    // Two seconds of upstream transfer.
+    let target = format!("/blob/{size}?seed=84&rate=2000000");
+    let url = format!("http://{}{target}", proxy.addr);
+    let reader = tokio::spawn(crate::support::fetch_owned(url.clone()));
+    assert!(eventually(Duration::from_secs(10), || origin.sent(&target) > 0).await);
+    let purged = fetch(
+        "POST",
+        &format!("{admin}/purge?prefix=/blob/{size}"),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(answer["fills"], 1, "{answer}");
+    assert_eq!(answer["purged"], 1, "{answer}");
+    let first = reader.await.unwrap();
+    assert!(
+        first.body == expected(84, 0, size),
+        "the reader got it whole"
+    );
+    // Nothing of it was stored: the next request fetches again.
+    assert!(indexed(&admin, 0).await);
+    assert_eq!(get(&url).await.cache(), "MISS");
+    assert_eq!(origin.count(&target), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_forward_host_a_url_purge_covers_every_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = crate::support::spawn_with(
+        &origin,
+        &dir.path().join("cache"),
+        &["--forward-host", "--admin-listen", "127.0.0.1:0"],
+    );
+    let admin = admin_of(&proxy).await;
+    let url = format!("http://{}/blob/1000?seed=85", proxy.addr);
+    for host in ["a.example", "b.example", "c.example"] {
+        let got = fetch("GET", &url, &[("host", host)], b"").await.unwrap();
+        assert_eq!(got.status, 200);
+    }
+    assert!(indexed(&admin, 3).await);
+    let purge = |query: &'static str| {
+        let url = format!("{admin}/purge?{query}");
+        async move {
+            let got = fetch("POST", &url, &[], b"").await.unwrap();
+            serde_json::from_slice::<serde_json::Value>(&got.body).unwrap()
+        }
+    };
+    assert_eq!(
+        purge("url=/blob/1000%3Fseed%3D85&host=c.example").await["purged"],
+        1
+    );
+    assert!(indexed(&admin, 2).await);
+    assert_eq!(purge("url=/blob/1000%3Fseed%3D85").await["purged"], 2);
+    assert!(indexed(&admin, 0).await);
+}
