@@ -8,7 +8,9 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,13 +51,13 @@ impl Sink {
     pub fn reopen(&self) -> std::io::Result<()> {
         if let Some(path) = &self.path {
             let file = append(path)?;
-            *self.file.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+            *self.file.lock() = Some(file);
         }
         Ok(())
     }
 
     fn write(&self, line: &str) {
-        match &mut *self.file.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &mut *self.file.lock() {
             Some(file) => {
                 let _ = file.write_all(line.as_bytes());
             }

@@ -80,6 +80,14 @@ pub struct Args {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Most connections one client address may hold; beyond, its own oldest idle one is
+    /// closed (a rack of hosts behind one NAT fits the default)
+    #[arg(
+        long,
+        env = "AUTODEPLOY_CACHE_MAX_CONNECTIONS_PER_CLIENT",
+        default_value = "512"
+    )]
+    pub max_connections_per_client: usize,
     /// How long transfers may finish after SIGTERM, e.g. 30s
     #[arg(long, env = "AUTODEPLOY_CACHE_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: String,
@@ -136,8 +144,11 @@ pub struct Config {
     /// A client must send a request head within this time, and an idle keep-alive
     /// connection is closed after it (slowloris, idle sockets).
     pub client_header_timeout: Duration,
-    /// Most client connections at once; more are closed as soon as they are accepted.
+    /// Most client connections at once; at the cap the oldest one without a request under
+    /// way is closed to admit a new one (only when none is, the new one is closed).
     pub max_connections: usize,
+    /// Most connections one client address may hold.
+    pub max_connections_per_client: usize,
     /// Most connections at once whose client has stopped reading (counted apart from
     /// `max_connections`, so that they cannot lock out clients that read).
     pub max_stalled_connections: usize,
@@ -257,6 +268,7 @@ impl Config {
             sweep_interval: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(30),
             max_connections: 8192,
+            max_connections_per_client: args.max_connections_per_client,
             max_fills: 256,
         })
     }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use crate::sync::Mutex;
 
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
@@ -109,17 +111,13 @@ pub struct Fills {
 impl Fills {
     /// The fill in progress for `key`, if any.
     pub fn find(&self, key: &CacheKey) -> Option<Arc<Fill>> {
-        self.map
-            .lock()
-            .unwrap()
-            .get(key.as_str())
-            .and_then(Weak::upgrade)
+        self.map.lock().get(key.as_str()).and_then(Weak::upgrade)
     }
 
     /// The fill for `key`, and whether it was created by this call (the caller must then run
     /// it); `None` when `max` fills already run and none is for `key`.
     pub fn find_or_create(&self, key: &CacheKey, max: usize) -> Option<(Arc<Fill>, bool)> {
-        let mut map = self.map.lock().unwrap();
+        let mut map = self.map.lock();
         if let Some(fill) = map.get(key.as_str()).and_then(Weak::upgrade) {
             return Some((fill, false));
         }
@@ -138,7 +136,7 @@ impl Fills {
     }
 
     pub(crate) fn remove(&self, fill: &Arc<Fill>) {
-        let mut map = self.map.lock().unwrap();
+        let mut map = self.map.lock();
         if map
             .get(fill.key.as_str())
             .is_some_and(|w| w.as_ptr() == Arc::as_ptr(fill))
@@ -150,7 +148,7 @@ impl Fills {
     /// Marks every fill whose key `covers` as cancelled (it will store nothing) and lets go of
     /// it, so that the next request for its key fetches afresh; how many there were.
     pub fn cancel(&self, covers: impl Fn(&CacheKey) -> bool) -> usize {
-        let mut map = self.map.lock().unwrap();
+        let mut map = self.map.lock();
         let mut cancelled = 0;
         map.retain(|_, weak| {
             let Some(fill) = weak.upgrade() else {
@@ -170,7 +168,6 @@ impl Fills {
     pub fn len(&self) -> usize {
         self.map
             .lock()
-            .unwrap()
             .values()
             .filter(|w| w.strong_count() > 0)
             .count()

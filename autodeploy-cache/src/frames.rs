@@ -5,9 +5,9 @@
 //! bench/results.md). Frames are cut from buffers of a few power-of-two sizes that go back to
 //! a bounded pool when hyper drops the frame after writing it.
 
+use crate::sync::Mutex;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
-use std::sync::Mutex;
 
 use bytes::Bytes;
 
@@ -40,7 +40,7 @@ impl AsRef<[u8]> for Frame {
 impl Drop for Frame {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        let mut pool = POOL.lock().unwrap();
+        let mut pool = POOL.lock();
         if pool.bytes + buf.len() <= POOL_BYTES {
             pool.bytes += buf.len();
             pool.free.push(buf);
@@ -52,7 +52,7 @@ impl Drop for Frame {
 pub fn read_at(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     let class = len.next_power_of_two();
     let reused = {
-        let mut pool = POOL.lock().unwrap();
+        let mut pool = POOL.lock();
         let found = pool.free.iter().position(|b| b.len() == class);
         found.map(|i| {
             let buf = pool.free.swap_remove(i);

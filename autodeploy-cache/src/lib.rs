@@ -6,6 +6,7 @@
 //! - [`config`]: flags and environment, validated before any I/O.
 //! - [`server`]: the accept loop and graceful shutdown ([`run`]).
 //! - [`send_watch`]: the send timeout and the budget of clients that stopped reading.
+//! - [`connections`]: the open connections, shed at the cap and limited per client.
 //! - [`admission`]: what a request must be before anything acts on it; the upstream URI.
 //! - [`decide`]: what a cacheable request needs (hit, join, fill, refresh, ...), pure.
 //! - [`policy`]: HTTP caching rules (RFC 9111) as pure functions of request, response, `now`.
@@ -16,6 +17,7 @@
 //! - [`body`]: response bodies from an entry file or a fill in progress.
 //! - [`serve`]: answers built from an entry, a fill or an upstream response.
 //! - [`frames`]: pooled read buffers for response frames.
+//! - [`sync`]: locks that a panic does not poison, the proxy's one policy.
 //! - [`store`]: the cache directory: entry files, reservations, eviction.
 //! - [`index`]: the in-memory index (sizes, totals, LRU order), pure.
 //! - [`variants`]: which URLs vary, on what, and their stored variants, pure.
@@ -39,6 +41,7 @@ pub mod admission;
 pub mod body;
 pub mod cache_key;
 pub mod config;
+pub mod connections;
 pub mod decide;
 pub mod entry;
 pub mod error;
@@ -57,6 +60,7 @@ pub mod serve;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod trouble;
 pub mod upstream;
 pub mod variants;

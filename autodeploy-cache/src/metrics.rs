@@ -38,6 +38,8 @@ pub struct Metrics {
     pub upstream_failures: Counter,
     /// Entries removed to make room or after `--inactive`.
     pub evictions: Counter,
+    /// Connections closed before a request to make room at the connection cap.
+    pub shed_connections: Counter,
     fills: Gauge,
     readers: Gauge,
     entries: Gauge,
@@ -80,6 +82,7 @@ impl Metrics {
             upstream_requests: Counter::default(),
             upstream_failures: Counter::default(),
             evictions: Counter::default(),
+            shed_connections: Counter::default(),
             fills: Gauge::default(),
             readers: Gauge::default(),
             entries: Gauge::default(),
@@ -107,6 +110,11 @@ impl Metrics {
             "evictions",
             "Entries removed to make room or as inactive",
             m.evictions.clone(),
+        );
+        registry.register(
+            "shed_connections",
+            "Connections without a request under way closed to make room at the connection cap",
+            m.shed_connections.clone(),
         );
         registry.register(
             "fills_in_progress",

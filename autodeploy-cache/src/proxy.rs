@@ -32,7 +32,7 @@ pub struct Proxy {
     /// `Host` sent upstream unless `--forward-host`.
     pub(crate) upstream_host: HeaderValue,
     /// Rebuilt on SIGHUP (a renewed `--upstream-ca`); requests take a clone.
-    client: std::sync::RwLock<Upstream>,
+    client: crate::sync::RwLock<Upstream>,
     store: Arc<Store>,
     fills: Arc<Fills>,
 }
@@ -65,7 +65,7 @@ impl Proxy {
             scheme,
             authority,
             upstream_host,
-            client: std::sync::RwLock::new(client),
+            client: crate::sync::RwLock::new(client),
             store,
             fills: Arc::new(Fills::default()),
         })
@@ -73,17 +73,14 @@ impl Proxy {
 
     /// The upstream client now.
     pub(crate) fn upstream(&self) -> Upstream {
-        self.client
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.client.read().clone()
     }
 
     /// Builds the upstream client again from the configuration (re-reading
     /// `--upstream-ca`); on error the old one stays.
     pub fn reload_upstream(&self) -> Result<(), Error> {
         let client = crate::upstream::client(&self.config)?;
-        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+        *self.client.write() = client;
         Ok(())
     }
 
@@ -142,7 +139,7 @@ impl Proxy {
             );
         };
         if self.config.test_panic_path.as_deref() == Some(path.path()) {
-            panic!("fault injected by AUTODEPLOY_CACHE_TEST_PANIC_PATH");
+            self.store.panic_while_locked();
         }
         let mut request = request;
         *request.uri_mut() = uri;

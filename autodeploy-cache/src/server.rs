@@ -1,6 +1,7 @@
-//! The accept loop: one hyper HTTP/1.1 connection per client, a cap on connections, a header
-//! timeout against slow clients, periodic cache sweeps, and graceful shutdown (stop accepting,
-//! let transfers finish for the grace period, keep committed entries).
+//! The accept loop: one hyper HTTP/1.1 connection per client, a cap on connections that sheds
+//! idle ones rather than locking new clients out ([`crate::connections`]), a header timeout
+//! against slow clients, periodic cache sweeps, and graceful shutdown (stop accepting, let
+//! transfers finish for the grace period, keep committed entries).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 use crate::access_log::{Line, LoggedBody, Sink, UpstreamTime};
 use crate::admission::MAX_HEAD_BYTES;
 use crate::config::Config;
+use crate::connections::{Connections, Tracked};
 use crate::error::Error;
 use crate::proxy::Proxy;
 use crate::send_watch::{Budgets, Watched};
@@ -29,6 +31,9 @@ use crate::upstream::{self, ProxyBody};
 
 /// Most request headers (more is refused with 431).
 const MAX_HEADERS: usize = 100;
+
+/// How long a new connection waits for the slot of the connection shed to admit it.
+const SHED_WAIT: Duration = Duration::from_secs(1);
 
 /// Listen backlog: a boot storm opens hundreds of connections at once (nginx on Linux uses
 /// 511; the kernel caps it at `net.core.somaxconn`).
@@ -180,6 +185,7 @@ pub async fn serve(
             }
         })
     };
+    let connections = Connections::new(proxy.config().max_connections_per_client);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -194,31 +200,67 @@ pub async fn serve(
                         continue;
                     }
                 };
-                // Excess connections are closed at once, which keeps the process alive
-                // under a flood.
-                let Ok(permit) = budgets.active.clone().try_acquire_owned() else {
+                let Some(ticket) = connections.admit(client.ip()) else {
+                    // Every connection of this client is busy at its limit.
                     drop(stream);
                     continue;
+                };
+                // At the cap, the oldest connection without a request under way makes room;
+                // only when there is none is the new one closed at once, which keeps the
+                // process alive under a flood.
+                let permit = match budgets.active.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) if connections.shed_idle() => None,
+                    Err(_) => {
+                        drop(stream);
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let Ok(local) = stream.local_addr() else { continue };
                 let proxy = proxy.clone();
                 let sink = sink.clone();
+                let (busy_of, id) = (connections.clone(), ticket.id());
                 let service = service_fn(move |request| {
                     let (proxy, sink) = (proxy.clone(), sink.clone());
-                    async move { Ok::<_, Infallible>(respond(&proxy, &sink, request, client, local).await) }
+                    let busy = busy_of.busy(id);
+                    async move {
+                        let response = respond(&proxy, &sink, request, client, local).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked::new(body, busy)))
+                    }
                 });
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(header_timeout)
-                    .max_buf_size(MAX_HEAD_BYTES)
-                    .max_headers(MAX_HEADERS)
-                    .serve_connection(
-                        TokioIo::new(Watched::new(stream, permit, budgets.clone())),
-                        service,
-                    );
-                let connection = graceful.watch(connection);
-                tokio::spawn(connection);
+                let budgets = budgets.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let permit = match permit {
+                        Some(permit) => permit,
+                        // The shed connection's slot comes free as its task ends.
+                        None => match tokio::time::timeout(
+                            SHED_WAIT,
+                            budgets.active.clone().acquire_owned(),
+                        )
+                        .await
+                        {
+                            Ok(Ok(permit)) => permit,
+                            _ => return,
+                        },
+                    };
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .max_buf_size(MAX_HEAD_BYTES)
+                        .max_headers(MAX_HEADERS)
+                        .serve_connection(
+                            TokioIo::new(Watched::new(stream, permit, budgets)),
+                            service,
+                        );
+                    let connection = watcher.watch(connection);
+                    tokio::select! {
+                        _ = connection => {}
+                        () = ticket.close.notified() => {}
+                    }
+                    drop(ticket);
+                });
             }
             () = &mut shutdown => break,
         }

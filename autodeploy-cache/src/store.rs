@@ -16,8 +16,10 @@ use std::fs::File;
 use std::io::{ErrorKind, Read as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use crate::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::cache_key::CacheKey;
@@ -63,7 +65,7 @@ pub struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        *self.reserved.lock().unwrap() -= self.bytes;
+        *self.reserved.lock() -= self.bytes;
     }
 }
 
@@ -140,7 +142,7 @@ impl Store {
     fn rebuild(&self) {
         // Noted after the index lock is released: the locks are never held together.
         let mut variants = Vec::new();
-        let mut index = self.index.lock().unwrap();
+        let mut index = self.index.lock();
         for level1 in read_dir(&self.root) {
             if level1.file_name() == Some("tmp".as_ref()) || !level1.is_dir() {
                 continue;
@@ -181,12 +183,12 @@ impl Store {
 
     /// Bytes of committed entries.
     pub fn size(&self) -> u64 {
-        self.index.lock().unwrap().total()
+        self.index.lock().total()
     }
 
     /// Number of committed entries.
     pub fn len(&self) -> usize {
-        self.index.lock().unwrap().len()
+        self.index.lock().len()
     }
 
     /// Whether the store holds no entry.
@@ -197,10 +199,10 @@ impl Store {
     /// Opens the entry for `key`, if there is a whole one. A file that is corrupt or belongs to
     /// another key (a hash collision) is a miss; a corrupt one is removed.
     pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
-        if !self.index.lock().unwrap().contains(key.hash()) {
+        if !self.index.lock().contains(key.hash()) {
             return None;
         }
-        let remembered = self.open.lock().unwrap().get(key.hash()).cloned();
+        let remembered = self.open.lock().get(key.hash()).cloned();
         if let Some(entry) = remembered
             && entry.meta.key == key.as_str()
         {
@@ -211,7 +213,7 @@ impl Store {
         match open_entry(&path) {
             Ok(entry) if entry.meta.key == key.as_str() => {
                 self.touch(key);
-                let mut open = self.open.lock().unwrap();
+                let mut open = self.open.lock();
                 if open.len() >= self.max_open {
                     open.clear();
                 }
@@ -228,16 +230,13 @@ impl Store {
     }
 
     fn touch(&self, key: &CacheKey) {
-        self.index
-            .lock()
-            .unwrap()
-            .touch(key.hash(), SystemTime::now());
+        self.index.lock().touch(key.hash(), SystemTime::now());
     }
 
     /// Drops `hash` from the index and the open entries.
     fn forget(&self, hash: &str) {
-        self.open.lock().unwrap().remove(hash);
-        self.index.lock().unwrap().remove(hash);
+        self.open.lock().remove(hash);
+        self.index.lock().remove(hash);
     }
 
     /// Records that storing failed; logs only when trouble starts.
@@ -262,7 +261,7 @@ impl Store {
     /// short (so `--max-size` larger than the disk still cannot fill it). `None` when even an
     /// empty cache would not make room.
     pub fn make_room(&self, needed: u64) -> Option<Reservation> {
-        let mut reserved = self.reserved.lock().unwrap();
+        let mut reserved = self.reserved.lock();
         loop {
             let free = match rustix::fs::statvfs(&self.root) {
                 Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
@@ -276,7 +275,7 @@ impl Store {
                     bytes: needed,
                 });
             }
-            let victim = self.index.lock().unwrap().pop_oldest();
+            let victim = self.index.lock().pop_oldest();
             match victim {
                 Some(hash) => {
                     crate::metrics::METRICS.evictions.inc();
@@ -320,10 +319,9 @@ impl Store {
         std::fs::rename(temp, &path)?;
         // Indexed as soon as it is in place, so that the file and the index agree at once;
         // the directory sync that makes the rename durable follows.
-        self.open.lock().unwrap().remove(key.hash());
+        self.open.lock().remove(key.hash());
         self.index
             .lock()
-            .unwrap()
             .insert(key.hash(), key.as_str(), size, SystemTime::now());
         File::open(dir)?.sync_all()?;
         self.evict_over_size();
@@ -364,7 +362,7 @@ impl Store {
     /// keep serving what they had. Returns how many.
     pub fn purge_prefix(&self, prefix: &str) -> usize {
         let victims = {
-            let mut index = self.index.lock().unwrap();
+            let mut index = self.index.lock();
             let hashes = index.with_key_prefix(prefix);
             for hash in &hashes {
                 index.remove(hash);
@@ -379,11 +377,20 @@ impl Store {
     pub fn entries(&self) -> Vec<(String, u64, SystemTime, u64)> {
         self.index
             .lock()
-            .unwrap()
             .list()
             .into_iter()
             .map(|(_, key, size, stored, hits)| (key, size, stored, hits))
             .collect()
+    }
+
+    /// Fault injection for tests only (`AUTODEPLOY_CACHE_TEST_PANIC_PATH`): panics while
+    /// holding every lock of the store, as a bug inside one of its critical sections would.
+    #[doc(hidden)]
+    pub fn panic_while_locked(&self) -> ! {
+        let _index = self.index.lock();
+        let _variants = self.variants.lock();
+        let _open = self.open.lock();
+        panic!("fault injected by AUTODEPLOY_CACHE_TEST_PANIC_PATH, with the store's locks held");
     }
 
     /// Whether storing is failing now (full or read-only disk).
@@ -396,9 +403,9 @@ impl Store {
     /// had. Returns how many.
     pub fn invalidate(&self, primary: &CacheKey) -> usize {
         let mut hashes = vec![primary.hash().to_string()];
-        hashes.extend(self.variants.lock().unwrap().take(primary.as_str()));
+        hashes.extend(self.variants.lock().take(primary.as_str()));
         let known: Vec<String> = {
-            let mut index = self.index.lock().unwrap();
+            let mut index = self.index.lock();
             hashes
                 .into_iter()
                 .filter(|h| index.remove(h).is_some())
@@ -414,10 +421,9 @@ impl Store {
         let known = self
             .variants
             .lock()
-            .unwrap()
             .hashes(primary.as_str())
             .map(<[String]>::to_vec);
-        let index = self.index.lock().unwrap();
+        let index = self.index.lock();
         variants::may_add(known.as_deref(), hash, |h| index.contains(h))
     }
 
@@ -426,7 +432,7 @@ impl Store {
         if !self.any_variants.load(Ordering::Relaxed) {
             return None;
         }
-        self.variants.lock().unwrap().names(primary.as_str())
+        self.variants.lock().names(primary.as_str())
     }
 
     /// Records that `primary`'s responses vary on `names` (empty: they no longer vary) and
@@ -435,10 +441,7 @@ impl Store {
         if !names.is_empty() {
             self.any_variants.store(true, Ordering::Relaxed);
         }
-        self.variants
-            .lock()
-            .unwrap()
-            .note(primary.as_str(), names, hash);
+        self.variants.lock().note(primary.as_str(), names, hash);
     }
 
     /// Records a new expiry for an entry confirmed by the upstream (304), in place.
@@ -459,7 +462,7 @@ impl Store {
                 path.display()
             );
         }
-        if let Some(entry) = self.open.lock().unwrap().get_mut(key.hash()) {
+        if let Some(entry) = self.open.lock().get_mut(key.hash()) {
             entry.expires_at = expires_at;
         }
         self.touch(key);
@@ -468,7 +471,7 @@ impl Store {
     /// Removes entries unused for `--inactive`, then the least recently used above
     /// `--max-size`.
     pub fn sweep(&self, now: SystemTime) {
-        let victims = self.index.lock().unwrap().take_inactive(now, self.inactive);
+        let victims = self.index.lock().take_inactive(now, self.inactive);
         crate::metrics::METRICS
             .evictions
             .inc_by(victims.len() as u64);
@@ -477,7 +480,7 @@ impl Store {
     }
 
     fn evict_over_size(&self) {
-        let victims = self.index.lock().unwrap().take_over(self.max_size);
+        let victims = self.index.lock().take_over(self.max_size);
         crate::metrics::METRICS
             .evictions
             .inc_by(victims.len() as u64);
@@ -485,7 +488,7 @@ impl Store {
     }
 
     fn remove_files(&self, hashes: &[String]) {
-        let mut open = self.open.lock().unwrap();
+        let mut open = self.open.lock();
         for hash in hashes {
             open.remove(hash);
             let _ = std::fs::remove_file(crate::cache_key::path_of_hash(&self.root, hash));

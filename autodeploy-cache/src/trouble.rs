@@ -4,8 +4,10 @@
 //! `UnknownIssuer`. Once the upstream answers again, the next failure is logged afresh.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+
+use crate::sync::Mutex;
 
 /// Most distinct causes remembered between two successes.
 const MAX_CAUSES: usize = 64;
@@ -56,7 +58,7 @@ pub fn explain(chain: &str) -> String {
 /// Logs `message` about an upstream failure unless the same `cause` was logged since the
 /// upstream last answered.
 pub fn log_once(cause: &str, message: impl FnOnce() -> String) {
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = SEEN.lock();
     if seen.contains(cause) {
         return;
     }
@@ -71,7 +73,7 @@ pub fn log_once(cause: &str, message: impl FnOnce() -> String) {
 /// The upstream answered: the next failure is news again.
 pub fn upstream_ok() {
     if ANY.swap(false, Ordering::Relaxed) {
-        SEEN.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        SEEN.lock().clear();
     }
 }
 

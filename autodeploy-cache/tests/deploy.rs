@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{eventually, get};
+use crate::support::{cache_files, eventually, get};
 
 /// The static build from `make` (`AUTODEPLOY_CACHE_BIN`); cargo's own build otherwise, which
 /// is dynamically linked and so runs outside the empty root.
@@ -174,12 +174,18 @@ async fn a_panic_in_one_request_ends_only_that_request() {
     );
     let done = transfer.await.unwrap().unwrap();
     assert!(done.correct && done.len == size, "{done:?}");
-    assert_eq!(
-        get(&format!("http://{}/blob/10?seed=61", proxy.addr))
-            .await
-            .status,
-        200
+    // The panic held the index, variant and open-entry locks: lookups, fills, commits and
+    // hits after it work as before (a poisoned lock would fail every one of them).
+    let small = format!("http://{}/blob/10?seed=61", proxy.addr);
+    assert_eq!(get(&small).await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &dir.path().join("cache")
+        )
+        .0 >= 2)
+        .await
     );
+    assert_eq!(get(&small).await.cache(), "HIT");
     let log = proxy.log_with(&["fault injected"]).await;
     assert!(log.contains("fault injected"), "{log}");
     let mut proxy = proxy;

@@ -96,18 +96,78 @@ async fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+/// Reads one whole response head and its (small, Content-Length) body; its status.
+async fn one_response(stream: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    });
+    read.await.ok()??;
+    String::from_utf8_lossy(&buf)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_are_refused_quickly() {
+async fn idle_connections_at_the_cap_make_room_for_new_clients() {
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start(dir.path()).await;
     let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections = 20).await;
+    // An attacker holds every slot with connections that never send a head.
     let mut held = Vec::new();
     for _ in 0..20 {
         held.push(TcpStream::connect(proxy.addr).await.unwrap());
     }
-    // Give the accept loop the time to take them all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every booting host that comes now is served (and keeps its connection).
+    let mut hosts = Vec::new();
+    for i in 0..20 {
+        let mut host = TcpStream::connect(proxy.addr).await.unwrap();
+        host.write_all(b"GET /blob/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(one_response(&mut host).await, Some(200), "host {i}");
+        hosts.push(host);
+    }
+    // The attacker's connections were the ones closed, oldest first.
+    let mut closed = 0;
+    for stream in &mut held {
+        if until_closed(stream, Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 19, "{closed} of the idle connections were closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_with_every_connection_busy_new_ones_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections = 10).await;
+    // Ten transfers under way (the origin stalls after the first byte).
+    let mut busy = Vec::new();
+    for i in 0..10 {
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!("GET /blob/1000?seed={i}&stall=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut refused = 0;
-    for _ in 0..20 {
+    for _ in 0..10 {
         let mut extra = TcpStream::connect(proxy.addr).await.unwrap();
         let _ = extra
             .write_all(b"GET /blob/1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -120,10 +180,10 @@ async fn connections_over_the_cap_are_refused_quickly() {
         }
     }
     assert!(
-        refused >= 15,
-        "only {refused} of 20 excess connections were refused"
+        refused >= 8,
+        "only {refused} of 10 excess connections were refused"
     );
-    drop(held);
+    drop(busy);
     let ok = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if crate::support::fetch("GET", &proxy.url("/blob/1"), &[], b"")
@@ -136,7 +196,34 @@ async fn connections_over_the_cap_are_refused_quickly() {
         }
     })
     .await;
-    assert!(ok.is_ok(), "the proxy serves again once the flood is gone");
+    assert!(
+        ok.is_ok(),
+        "the proxy serves again once the transfers are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_address_holds_at_most_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections_per_client = 5).await;
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(TcpStream::connect(proxy.addr).await.unwrap());
+        // In order: each new one closes the oldest of this client's.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut open = 0;
+    for stream in &mut held {
+        if until_closed(stream, Duration::from_millis(300))
+            .await
+            .is_none()
+        {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 5, "connections of one address left open");
+    assert_eq!(get(&proxy.url("/blob/1")).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
