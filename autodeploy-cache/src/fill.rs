@@ -69,7 +69,7 @@ pub async fn run(
             format!(
                 "fetch failed (first for {}; the same cause is not logged again until the upstream answers): {}",
                 fill.key.as_str().lines().next().unwrap_or_default(),
-                crate::trouble::explain(reason)
+                reason
             )
         });
     }
@@ -111,12 +111,19 @@ async fn fetch(
     {
         Err(_) => {
             crate::metrics::METRICS.upstream_failures.inc();
-            return failed("upstream did not answer in time".into(), true, true);
+            return failed(
+                crate::trouble::with_hint(
+                    "upstream did not answer in time".into(),
+                    crate::trouble::Cause::TimedOut,
+                ),
+                true,
+                true,
+            );
         }
         Ok(Err(e)) => {
             crate::metrics::METRICS.upstream_failures.inc();
             return failed(
-                format!("upstream unreachable: {}", error_chain(&e)),
+                format!("upstream unreachable: {}", crate::trouble::describe(&e)),
                 true,
                 false,
             );
@@ -239,7 +246,11 @@ async fn fetch(
             Err(_) => return failed("upstream stalled mid-body".into(), false, true),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return failed(format!("upstream body: {}", error_chain(&e)), false, false);
+                return failed(
+                    format!("upstream body: {}", crate::trouble::describe(&e)),
+                    false,
+                    false,
+                );
             }
             Ok(Some(Ok(frame))) => frame,
         };
@@ -347,16 +358,4 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

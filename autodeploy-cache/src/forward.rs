@@ -11,7 +11,6 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::access_log::UpstreamTime;
-use crate::fill;
 use crate::headers;
 use crate::proxy::{Proxy, UNREACHABLE};
 use crate::serve::{empty, plain, relay};
@@ -110,10 +109,8 @@ impl Proxy {
                 crate::metrics::METRICS.upstream_failures.inc();
                 // The detail (addresses, certificate names) is for the operator, not for
                 // any client on the boot network.
-                let cause = fill::error_chain(&e);
-                crate::trouble::log_once(&cause, || {
-                    format!("upstream unreachable: {}", crate::trouble::explain(&cause))
-                });
+                let cause = crate::trouble::describe(&e);
+                crate::trouble::log_once(&cause, || format!("upstream unreachable: {cause}"));
                 plain(StatusCode::BAD_GATEWAY, UNREACHABLE)
             }
             Ok(Ok(response)) => {

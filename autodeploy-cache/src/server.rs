@@ -129,7 +129,7 @@ pub async fn serve(
                 ),
                 Err(e) => eprintln!(
                     "autodeploy-cache: upstream {upstream} is not usable yet: {}; serving anyway (stale entries; 502 for the rest until it works)",
-                    crate::trouble::explain(&e)
+                    e
                 ),
             }
         });

@@ -16,42 +16,115 @@ static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(|| Mutex::new(Hash
 /// Whether anything is remembered: the success path checks this, not the lock.
 static ANY: AtomicBool = AtomicBool::new(false);
 
-/// What to do about an upstream error, from its text.
-pub fn hint(chain: &str) -> Option<&'static str> {
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("unknownissuer") || lower.contains("badsignature") {
-        Some(
-            "the upstream's certificate is not signed by a CA we trust: pass vCenter's VMCA root with --upstream-ca FILE (or skip verification, as nginx does, with --upstream-insecure)",
-        )
-    } else if lower.contains("notvalidforname") {
-        Some(
-            "the upstream's certificate is for another name: give --upstream the host name the certificate names",
-        )
-    } else if lower.contains("expired") && lower.contains("certificate") {
-        Some("the upstream's certificate has expired: renew it in vCenter")
-    } else if lower.contains("invalid peer certificate") || lower.contains("certificate") {
-        Some(
-            "the upstream's certificate was refused: check --upstream-ca, or use --upstream-insecure",
-        )
-    } else if lower.contains("connection refused") {
-        Some("nothing listens there: is --upstream the Auto Deploy service's host and port (6501)?")
-    } else if lower.contains("dns")
-        || lower.contains("failed to lookup")
-        || lower.contains("name or service not known")
-    {
-        Some("the upstream's host name does not resolve from here: check --upstream and DNS")
-    } else if lower.contains("timed out") {
-        Some("the upstream does not answer: check the route and firewall to it")
-    } else {
-        None
+/// What kind of upstream failure an error is, read from its chain of causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The certificate is not signed by a CA we trust (or its signature is bad).
+    UnknownIssuer,
+    /// The certificate is for another name.
+    WrongName,
+    /// The certificate has expired.
+    Expired,
+    /// The certificate was refused for another reason.
+    Certificate,
+    /// Nothing listens at the address.
+    Refused,
+    /// The host name does not resolve.
+    NoSuchHost,
+    /// The upstream did not answer in time.
+    TimedOut,
+    /// Anything else.
+    Other,
+}
+
+impl Cause {
+    /// What to do about it, for the operator.
+    pub fn hint(self) -> Option<&'static str> {
+        Some(match self {
+            Cause::UnknownIssuer => {
+                "the upstream's certificate is not signed by a CA we trust: pass vCenter's VMCA root with --upstream-ca FILE (or skip verification, as nginx does, with --upstream-insecure)"
+            }
+            Cause::WrongName => {
+                "the upstream's certificate is for another name: give --upstream the host name the certificate names"
+            }
+            Cause::Expired => "the upstream's certificate has expired: renew it in vCenter",
+            Cause::Certificate => {
+                "the upstream's certificate was refused: check --upstream-ca, or use --upstream-insecure"
+            }
+            Cause::Refused => {
+                "nothing listens there: is --upstream the Auto Deploy service's host and port (6501)?"
+            }
+            Cause::NoSuchHost => {
+                "the upstream's host name does not resolve from here: check --upstream and DNS"
+            }
+            Cause::TimedOut => "the upstream does not answer: check the route and firewall to it",
+            Cause::Other => return None,
+        })
     }
 }
 
-/// `chain` with its hint, on one line.
-pub fn explain(chain: &str) -> String {
-    match hint(chain) {
-        Some(hint) => format!("{chain}; {hint}"),
-        None => chain.to_string(),
+/// The cause of `e`: the first error in its chain that says (a rustls certificate error, an
+/// I/O error's kind, a timeout), looking inside I/O errors too, whose `source` skips the error
+/// they wrap.
+pub fn cause(e: &(dyn std::error::Error + 'static)) -> Cause {
+    use rustls::CertificateError as C;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(rustls::Error::InvalidCertificate(certificate)) = e.downcast_ref() {
+            return match certificate {
+                C::UnknownIssuer | C::BadSignature => Cause::UnknownIssuer,
+                C::NotValidForName | C::NotValidForNameContext { .. } => Cause::WrongName,
+                C::Expired | C::ExpiredContext { .. } => Cause::Expired,
+                _ => Cause::Certificate,
+            };
+        }
+        if e.downcast_ref::<tokio::time::error::Elapsed>().is_some() {
+            return Cause::TimedOut;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Cause::Refused,
+                std::io::ErrorKind::TimedOut => return Cause::TimedOut,
+                _ => {}
+            }
+            if let Some(inner) = io.get_ref() {
+                let inner = cause(inner);
+                if inner != Cause::Other {
+                    return inner;
+                }
+            }
+            // getaddrinfo's failures carry no kind of their own: the one cause told by text.
+            if io.to_string().contains("failed to lookup address") {
+                return Cause::NoSuchHost;
+            }
+        }
+        next = e.source();
+    }
+    Cause::Other
+}
+
+/// `e` and every error it was caused by, on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `e`'s chain with the fix for its cause, on one line: what the log says once.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    with_hint(chain(e), cause(e))
+}
+
+/// `what` with the fix for `cause`.
+pub fn with_hint(what: String, cause: Cause) -> String {
+    match cause.hint() {
+        Some(hint) => format!("{what}; {hint}"),
+        None => what,
     }
 }
 
@@ -81,13 +154,45 @@ pub fn upstream_ok() {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    fn through_io(e: rustls::Error) -> Wrapped {
+        Wrapped(Box::new(std::io::Error::other(e)))
+    }
+
     #[test]
-    fn hints_name_the_fix() {
-        let chain = "client error (Connect): invalid peer certificate: UnknownIssuer";
-        assert!(explain(chain).contains("--upstream-ca"));
-        assert!(explain(chain).contains("--upstream-insecure"));
-        assert!(explain("tcp connect error: Connection refused (os error 111)").contains("6501"));
-        assert!(explain("invalid peer certificate: NotValidForName").contains("host name"));
-        assert_eq!(explain("something else"), "something else");
+    fn causes_come_from_the_error_chain_not_its_words() {
+        use rustls::CertificateError as C;
+        let unknown = through_io(rustls::Error::InvalidCertificate(C::UnknownIssuer));
+        assert_eq!(cause(&unknown), Cause::UnknownIssuer);
+        let described = describe(&unknown);
+        assert!(described.contains("--upstream-ca") && described.contains("--upstream-insecure"));
+        let name = through_io(rustls::Error::InvalidCertificate(C::NotValidForName));
+        assert!(describe(&name).contains("host name"));
+        let expired = through_io(rustls::Error::InvalidCertificate(C::Expired));
+        assert_eq!(cause(&expired), Cause::Expired);
+        let refused = Wrapped(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(describe(&refused).contains("6501"));
+        // Words alone are not a cause: a message that merely names one is something else.
+        let words = Wrapped(Box::new(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer, says the body",
+        )));
+        assert_eq!(cause(&words), Cause::Other);
+        assert_eq!(describe(&words), chain(&words));
     }
 }

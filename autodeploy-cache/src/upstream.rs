@@ -95,8 +95,11 @@ pub async fn probe(config: &Config) -> Result<(), String> {
     .parse()
     .map_err(|e: http::uri::InvalidUri| e.to_string())?;
     match tokio::time::timeout(Duration::from_secs(10), connector.call(uri)).await {
-        Err(_) => Err("connecting timed out after 10 s".into()),
-        Ok(Err(e)) => Err(crate::fill::error_chain(e.as_ref())),
+        Err(_) => Err(crate::trouble::with_hint(
+            "connecting timed out after 10 s".into(),
+            crate::trouble::Cause::TimedOut,
+        )),
+        Ok(Err(e)) => Err(crate::trouble::describe(e.as_ref())),
         Ok(Ok(_connection)) => Ok(()),
     }
 }

@@ -230,7 +230,7 @@ async fn fetch_one(
     };
     let response = match client.get(uri).await {
         Ok(r) => r,
-        Err(e) => return Outcome::Failed(crate::fill::error_chain(&e)),
+        Err(e) => return Outcome::Failed(crate::trouble::chain(&e)),
     };
     let status = response.status();
     let cache = response
