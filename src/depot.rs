@@ -140,17 +140,14 @@ fn write_bulletin(w: &mut Xml, vib: &Vib, layout: &Layout) -> std::io::Result<()
             "description",
             "The esxi-tweet agent at /opt/esxi-tweet/bin/esxi-tweet, for hosts that run only installed binaries (execInstalledOnly).",
         )?;
-        text(w, "kbUrl", "")?;
+        // VMware's bulletin schema check refuses an empty one.
+        text(w, "kbUrl", &vib.kb_url)?;
         text(w, "contact", "")?;
         text(w, "releaseDate", &vib.release_date)?;
         w.create_element("platforms").write_inner_content(|w| {
-            w.create_element("softwarePlatform")
-                .with_attributes([
-                    ("version", ""),
-                    ("locale", ""),
-                    ("productLineID", "embeddedEsx"),
-                ])
-                .write_empty()?;
+            for version in vib::PLATFORMS {
+                vib::software_platform(w, version)?;
+            }
             Ok(())
         })?;
         w.create_element("vibList").write_inner_content(|w| text(w, "vibID", &vib.id))?;

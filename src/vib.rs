@@ -2,10 +2,13 @@
 //! (execInstalledOnly), written without VMware tools, byte for byte reproducible.
 //!
 //! A `.vib` is an `ar` archive of `descriptor.xml`, an empty `sig.pkcs7` (unsigned: the
-//! community acceptance level) and one `tgz` payload holding `opt/esxi-tweet/bin/esxi-tweet`
-//! (and, optionally, a firewall ruleset). The descriptor follows VMware's element order and
-//! carries the three payload checksums ESXi 8 demands. `../shared/reference/esxi-vib.md` has
-//! the facts; [`crate::depot`] wraps the VIB in an offline depot for Image Builder.
+//! community acceptance level) and one `tgz` payload named after the VIB (as ESXi 8's own
+//! writer names it) holding `opt/esxi-tweet/bin/esxi-tweet`, its documentation and,
+//! optionally, a firewall ruleset. The descriptor is what ESXi 8.0U3's esximage writes: VMware's
+//! element order, the software platforms it is for (ESXi 8 and 9), the release date with its
+//! UTC offset, the payload's gunzipped size and the three payload checksums ESXi 8 demands.
+//! `../shared/reference/esxi-vib.md` has the facts; [`crate::depot`] wraps the VIB in an
+//! offline depot for Image Builder.
 
 use std::io::Write as _;
 
@@ -24,8 +27,15 @@ pub const VENDOR: &str = "ESXiTweet";
 pub const INSTALLED_PATH: &str = "opt/esxi-tweet/bin/esxi-tweet";
 /// Where the optional firewall ruleset is installed.
 pub const FIREWALL_PATH: &str = "etc/vmware/firewall/esxi-tweet.xml";
-/// The payload's member name.
-pub const PAYLOAD: &str = "payload1";
+/// Where the VIB's documentation is installed (the bulletin's `kbUrl` by default).
+pub const DOC_PATH: &str = "opt/esxi-tweet/doc/esxi-tweet-vib.md";
+/// The payload's member name: the VIB's, as ESXi 8 names it (a `payload1` member is what the
+/// reported live-install failures on 8.0U2 name).
+pub const PAYLOAD: &str = "esxi-tweet.tgz";
+/// The ESXi releases the VIB is for, as `softwarePlatform` version patterns.
+pub const PLATFORMS: [&str; 2] = ["8.*", "9.*"];
+/// The documentation installed with the VIB: what it is and how to use it.
+const DOC: &str = include_str!("../docs/vib-installed.md");
 
 /// What goes into a VIB.
 #[derive(Debug, Clone)]
@@ -38,6 +48,8 @@ pub struct VibInput<'a> {
     pub release_date: u64,
     /// Outbound TCP port to open with a firewall ruleset of our own (a proxy not on 80/443).
     pub firewall_port: Option<u16>,
+    /// Where the documentation is (the bulletin's `kbUrl`); `None`: the copy the VIB installs.
+    pub kb_url: Option<&'a str>,
 }
 
 /// A built VIB and what the depot needs to know of it.
@@ -51,8 +63,10 @@ pub struct Vib {
     pub id: String,
     /// The VIB version, `X.Y.Z-1`.
     pub version: String,
-    /// `YYYY-MM-DDThh:mm:ss`.
+    /// `YYYY-MM-DDThh:mm:ss+00:00`.
     pub release_date: String,
+    /// The bulletin's `kbUrl`.
+    pub kb_url: String,
     input_firewall: Option<u16>,
     payload: PayloadFacts,
 }
@@ -60,6 +74,7 @@ pub struct Vib {
 #[derive(Debug, Clone)]
 struct PayloadFacts {
     size: usize,
+    uncompressed_size: usize,
     gz_sha256: String,
     tar_sha256: String,
     tar_sha1: String,
@@ -72,6 +87,7 @@ pub fn build(input: &VibInput<'_>) -> Result<Vib, Error> {
     let (tar, gz) = payload(input).map_err(internal)?;
     let facts = PayloadFacts {
         size: gz.len(),
+        uncompressed_size: tar.len(),
         gz_sha256: hex(&Sha256::digest(&gz)),
         tar_sha256: hex(&Sha256::digest(&tar)),
         tar_sha1: hex(&Sha1::digest(&tar)),
@@ -82,6 +98,9 @@ pub fn build(input: &VibInput<'_>) -> Result<Vib, Error> {
         id: format!("{VENDOR}_bootbank_{NAME}_{version}"),
         version,
         release_date,
+        kb_url: input
+            .kb_url
+            .map_or_else(|| format!("file:///{DOC_PATH}"), str::to_string),
         input_firewall: input.firewall_port,
         payload: facts,
     };
@@ -107,7 +126,7 @@ pub struct DepotPlace<'a> {
 impl Vib {
     /// The files the payload installs, as `file-list` names them.
     pub fn files(&self) -> Vec<&'static str> {
-        let mut files = vec![INSTALLED_PATH];
+        let mut files = vec![INSTALLED_PATH, DOC_PATH];
         if self.input_firewall.is_some() {
             files.push(FIREWALL_PATH);
         }
@@ -153,7 +172,11 @@ impl Vib {
                         .write_text_content(BytesText::new(place.sha256))?;
                 }
                 w.create_element("system-requires").write_inner_content(|w| {
-                    text(w, "maintenance-mode", "false").map_err(std::io::Error::other)
+                    text(w, "maintenance-mode", "false").map_err(std::io::Error::other)?;
+                    for version in PLATFORMS {
+                        software_platform(w, version)?;
+                    }
+                    Ok(())
                 })?;
                 w.create_element("file-list").write_inner_content(|w| {
                     for file in self.files() {
@@ -174,6 +197,10 @@ impl Vib {
                             ("name", PAYLOAD),
                             ("type", "tgz"),
                             ("size", p.size.to_string().as_str()),
+                            (
+                                "uncompressed-size",
+                                p.uncompressed_size.to_string().as_str(),
+                            ),
                         ])
                         .write_inner_content(|w| {
                             // VMware's order; the unqualified sha-256 is the one installers
@@ -204,6 +231,22 @@ impl Vib {
     }
 }
 
+/// `<softwarePlatform version=... locale="" productLineID="embeddedEsx"/>`: which ESXi
+/// releases a VIB or bulletin is for (Image Builder and vLCM filter by it).
+pub fn software_platform<W: std::io::Write>(
+    w: &mut Writer<W>,
+    version: &str,
+) -> std::io::Result<()> {
+    w.create_element("softwarePlatform")
+        .with_attributes([
+            ("version", version),
+            ("locale", ""),
+            ("productLineID", "embeddedEsx"),
+        ])
+        .write_empty()?;
+    Ok(())
+}
+
 fn internal(e: std::io::Error) -> Error {
     Error::Internal(format!("cannot write the VIB: {e}"))
 }
@@ -222,7 +265,7 @@ fn vib_version(version: &str) -> Result<String, Error> {
     Ok(format!("{version}-1"))
 }
 
-/// `YYYY-MM-DDThh:mm:ss` (UTC) of Unix seconds.
+/// `YYYY-MM-DDThh:mm:ss+00:00` of Unix seconds: UTC, saying so, as ESXi 8 writes dates.
 pub fn iso_date(unix: u64) -> String {
     let days = unix / 86_400;
     let secs = unix % 86_400;
@@ -237,7 +280,7 @@ pub fn iso_date(unix: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
         secs / 3600,
         secs % 3600 / 60,
         secs % 60
@@ -270,6 +313,8 @@ fn payload(input: &VibInput<'_>) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
         add(dir, 0o755, None)?;
     }
     add(INSTALLED_PATH, 0o755, Some(input.binary))?;
+    add("opt/esxi-tweet/doc/", 0o755, None)?;
+    add(DOC_PATH, 0o444, Some(DOC.as_bytes()))?;
     if let Some(port) = input.firewall_port {
         for dir in ["etc/", "etc/vmware/", "etc/vmware/firewall/"] {
             add(dir, 0o755, None)?;
@@ -338,9 +383,9 @@ mod tests {
 
     #[test]
     fn dates_are_iso_8601() {
-        assert_eq!(iso_date(0), "1970-01-01T00:00:00");
-        assert_eq!(iso_date(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(iso_date(1_796_000_000), "2026-11-30T00:53:20");
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(iso_date(951_782_400), "2000-02-29T00:00:00+00:00");
+        assert_eq!(iso_date(1_796_000_000), "2026-11-30T00:53:20+00:00");
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn verify_vib(vib: &[u8]) -> Result<Node, String> {
         if payload.attr("size") != Some(data.len().to_string().as_str()) {
             return Err(format!("size of {name}"));
         }
+
         let sums: Vec<&Node> = payload
             .children
             .iter()
@@ -159,6 +160,10 @@ fn verify_vib(vib: &[u8]) -> Result<Node, String> {
             return Err(format!("checksum sha-256 of {name} does not match"));
         }
         let tar = gunzip(data)?;
+        // ESXi 8's writer gives the gunzipped length too.
+        if payload.attr("uncompressed-size") != Some(tar.len().to_string().as_str()) {
+            return Err(format!("uncompressed-size of {name}"));
+        }
         let expected = [
             ("sha-256", Some("gunzip"), hex(&sha2::Sha256::digest(&tar))),
             ("sha-256", None, stored),
@@ -276,18 +281,34 @@ fn check_descriptor_fields(d: &Node) {
     assert!(!d.text_of("vendor").is_empty());
     let date = d.text_of("release-date");
     assert_eq!(
-        date, "2026-11-29T22:51:51",
-        "release date from --release-date"
+        date, "2026-11-29T22:51:51+00:00",
+        "release date from --release-date, with its UTC offset as ESXi 8 writes it"
     );
-    assert_eq!(
-        d.child("system-requires").text_of("maintenance-mode"),
-        "false"
-    );
+    let requires = d.child("system-requires");
+    assert_eq!(requires.text_of("maintenance-mode"), "false");
+    check_platforms(requires);
     assert_eq!(d.text_of("acceptance-level"), "community");
     assert_eq!(d.text_of("live-install-allowed"), "true");
     assert_eq!(d.text_of("live-remove-allowed"), "true");
     assert_eq!(d.text_of("stateless-ready"), "true");
     assert_eq!(d.text_of("overlay"), "false");
+}
+
+/// The ESXi releases named, as ESXi 8's writer names them (8.x and 9.x here).
+fn check_platforms(parent: &Node) {
+    let platforms: Vec<(Option<&str>, Option<&str>, Option<&str>)> = parent
+        .children
+        .iter()
+        .filter(|c| c.name == "softwarePlatform")
+        .map(|p| (p.attr("version"), p.attr("locale"), p.attr("productLineID")))
+        .collect();
+    assert_eq!(
+        platforms,
+        [
+            (Some("8.*"), Some(""), Some("embeddedEsx")),
+            (Some("9.*"), Some(""), Some("embeddedEsx"))
+        ]
+    );
 }
 
 #[test]
@@ -317,7 +338,8 @@ fn the_vib_reads_back_as_esxi_reads_it() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&listing.stdout),
-        "descriptor.xml\nsig.pkcs7\npayload1\n"
+        "descriptor.xml\nsig.pkcs7\nesxi-tweet.tgz\n",
+        "the payload is named after the VIB, as ESXi 8 names it"
     );
 
     // The file list is exactly the payload's files, on community-allowed paths.
@@ -330,6 +352,7 @@ fn the_vib_reads_back_as_esxi_reads_it() {
     }
     let (path, mode, _, _, data) = &files[0];
     assert_eq!(path, "opt/esxi-tweet/bin/esxi-tweet");
+    assert_eq!(files[1].0, "opt/esxi-tweet/doc/esxi-tweet-vib.md");
     assert_eq!(mode & 0o7777, 0o755);
     assert!(
         *data == std::fs::read(binary()).unwrap(),
@@ -374,10 +397,11 @@ fn a_firewall_ruleset_is_added_on_request() {
         listed,
         [
             "opt/esxi-tweet/bin/esxi-tweet",
+            "opt/esxi-tweet/doc/esxi-tweet-vib.md",
             "etc/vmware/firewall/esxi-tweet.xml"
         ]
     );
-    let ruleset = parse_xml(&files[1].4);
+    let ruleset = parse_xml(&files[2].4);
     let rule = ruleset.child("service").child("rule");
     assert_eq!(rule.text_of("direction"), "outbound");
     assert_eq!(rule.text_of("protocol"), "tcp");
@@ -459,6 +483,13 @@ fn the_offline_depot_references_agree() {
     let bulletin = parse_xml(&meta[bulletins[0]]);
     assert_eq!(bulletin.child("vibList").text_of("vibID"), id);
     assert_eq!(bulletin.text_of("releaseType"), "extension");
+    // VMware's Bulletin.CheckSchema: "kburl is required".
+    assert_eq!(
+        bulletin.text_of("kbUrl"),
+        "file:///opt/esxi-tweet/doc/esxi-tweet-vib.md"
+    );
+    check_platforms(bulletin.child("platforms"));
+    assert!(bulletin.text_of("releaseDate").ends_with("+00:00"));
     assert_eq!(
         bulletin.child("componentNameSpec").attr("name"),
         Some("esxi-tweet")
@@ -471,6 +502,14 @@ fn the_offline_depot_references_agree() {
     // Reproducible too.
     let (_, _, again) = make_vib(&[]);
     assert!(again == depot, "the depot is not reproducible");
+    // A published documentation page can take the link's place.
+    let (_, _, linked) = make_vib(&["--kb-url", "https://docs.example.org/esxi-tweet"]);
+    let meta = unzip(&unzip(&linked)["metadata.zip"]);
+    let bulletin = meta.keys().find(|k| k.starts_with("bulletins/")).unwrap();
+    assert_eq!(
+        parse_xml(&meta[bulletin]).text_of("kbUrl"),
+        "https://docs.example.org/esxi-tweet"
+    );
     drop(dir);
 }
 

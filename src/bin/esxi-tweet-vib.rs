@@ -23,6 +23,10 @@ struct Args {
     /// Also install a firewall ruleset opening outbound TCP to this port (a proxy not on 80/443)
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     firewall_port: Option<u16>,
+    /// Where the bulletin's documentation link (kbUrl) points [default: the copy the VIB
+    /// installs, file:///opt/esxi-tweet/doc/esxi-tweet-vib.md]
+    #[arg(long, value_name = "URL")]
+    kb_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn run(args: &Args) -> Result<Vec<PathBuf>, Error> {
         version,
         release_date: args.release_date.unwrap_or_else(source_date_epoch),
         firewall_port: args.firewall_port,
+        kb_url: args.kb_url.as_deref().filter(|u| !u.trim().is_empty()),
     })?;
     let depot = depot::build(&built)?;
     let vib_path = args.out_dir.join(format!("{}-{version}.vib", vib::NAME));
