@@ -102,6 +102,19 @@ pub fn request_token(
         )));
     }
     let form = success_form(status, &body, "a request token")?;
+    // RFC 5849 2.1: the server must confirm the callback; one that does not is not speaking
+    // OAuth 1.0a (or was tampered with), and its PIN page is not to be trusted.
+    if form
+        .iter()
+        .find(|(name, _)| name == "oauth_callback_confirmed")
+        .is_none_or(|(_, value)| value != "true")
+    {
+        // The answer holds the request token's secret: it is not quoted.
+        return Err(Error::ApiRefused(
+            "the request token came without oauth_callback_confirmed=true: is --api-base X's API?"
+                .to_string(),
+        ));
+    }
     Ok(RequestToken {
         token: field(&form, "oauth_token", "a request token")?,
         secret: Secret::new(field(&form, "oauth_token_secret", "a request token")?),
@@ -397,6 +410,19 @@ mod tests {
         for bad in ["123 4567", "12-34567", "", "\n", "abc"] {
             let err = parse_pin(bad).unwrap_err();
             assert_eq!(err.exit_code(), 64, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_token_without_a_confirmed_callback_is_refused() {
+        for answer in [
+            "oauth_token=req&oauth_token_secret=reqsecret&oauth_callback_confirmed=false",
+            "oauth_token=req&oauth_token_secret=reqsecret",
+        ] {
+            let exchange = Scripted(RefCell::new(vec![(200, answer.into())]), RefCell::new(vec![]));
+            let err = request_token(&exchange, "https://api.x.com", &app(), "n", 1).unwrap_err();
+            assert!(err.to_string().contains("oauth_callback_confirmed"), "{err}");
+            assert!(!err.to_string().contains("reqsecret"), "{err}");
         }
     }
 

@@ -226,7 +226,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             run_post(&global, &settings, credentials.as_ref(), args)
         }
         Command::Authorize => {
-            let settings = Settings::load(&global).map_err(|e| match e {
+            // The file authorize writes may not exist yet: it is created (0600, its
+            // directory 0700), as the README's `--config /etc/esxi-tweet/config.toml` expects.
+            let settings = Settings::load_to_write(&global).map_err(|e| match e {
                 Error::Config(why) => Error::Config(format!("{why}; {}", authorize::LEFT_ALONE)),
                 other => other,
             })?;
@@ -247,7 +249,18 @@ struct Settings {
 
 impl Settings {
     fn load(global: &GlobalArgs) -> Result<Self, Error> {
-        let (file, file_path) = load_config(global, &env)?;
+        Self::loaded(global, load_config(global, &env, true)?)
+    }
+
+    /// As [`Settings::load`], but a `--config` file that does not exist yet is no error.
+    fn load_to_write(global: &GlobalArgs) -> Result<Self, Error> {
+        Self::loaded(global, load_config(global, &env, false)?)
+    }
+
+    fn loaded(
+        global: &GlobalArgs,
+        (file, file_path): (Option<FileConfig>, Option<PathBuf>),
+    ) -> Result<Self, Error> {
         let file_present = file.is_some();
         let file = file.unwrap_or_default();
         let api_base = global
@@ -293,9 +306,10 @@ fn env(name: &str) -> Option<String> {
 fn load_config(
     global: &GlobalArgs,
     env: &dyn Fn(&str) -> Option<String>,
+    must_exist: bool,
 ) -> Result<(Option<FileConfig>, Option<PathBuf>), Error> {
     match &global.config {
-        Some(path) => Ok((config::load_file(path, true)?, Some(path.clone()))),
+        Some(path) => Ok((config::load_file(path, must_exist)?, Some(path.clone()))),
         None => match config::default_config_path(env) {
             Some(path) => Ok((config::load_file(&path, false)?, Some(path))),
             None => Ok((None, None)),

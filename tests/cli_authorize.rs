@@ -209,3 +209,22 @@ fn without_the_app_keys_it_says_which_to_set() {
     assert!(error_line(&out).contains("TWITTER_CONSUMER_KEY"), "{out:?}");
     assert!(case.x.received().is_empty());
 }
+
+#[test]
+fn a_named_config_that_does_not_exist_yet_is_created() {
+    let case = Case::new(Behaviour::default());
+    // As the README and the relay's systemd section do: a system path, not there yet.
+    let path = case.dir.path().join("etc/esxi-tweet/config.toml");
+    let out = case.run(&format!("{PIN}\n"), &["--config", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    let written: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["access_token"].as_str(), Some(ACCESS_TOKEN));
+    // Anything else still wants the named file to exist.
+    let mut post = agent(case.dir.path());
+    let missing = case.dir.path().join("nope.toml");
+    post.arg("post").arg("--config").arg(&missing).arg("x");
+    let out = run(&mut post, None);
+    assert_eq!(out.code, 78, "{out:?}");
+}
