@@ -419,9 +419,15 @@ mod tests {
             "oauth_token=req&oauth_token_secret=reqsecret&oauth_callback_confirmed=false",
             "oauth_token=req&oauth_token_secret=reqsecret",
         ] {
-            let exchange = Scripted(RefCell::new(vec![(200, answer.into())]), RefCell::new(vec![]));
+            let exchange = Scripted(
+                RefCell::new(vec![(200, answer.into())]),
+                RefCell::new(vec![]),
+            );
             let err = request_token(&exchange, "https://api.x.com", &app(), "n", 1).unwrap_err();
-            assert!(err.to_string().contains("oauth_callback_confirmed"), "{err}");
+            assert!(
+                err.to_string().contains("oauth_callback_confirmed"),
+                "{err}"
+            );
             assert!(!err.to_string().contains("reqsecret"), "{err}");
         }
     }

@@ -69,6 +69,21 @@ impl BootSettings {
             None => BootTable::default(),
         };
         let message = table.message.unwrap_or_else(|| DEFAULT_MESSAGE.to_string());
+        // What X refuses in any post would be refused on every host.
+        if message.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "[boot] message in {shown} is empty: X refuses an empty post; write one, or remove the line for the default"
+            )));
+        }
+        if let Some(c) = message
+            .chars()
+            .find(|&c| crate::twitter_text::is_invalid(c))
+        {
+            return Err(Error::Config(format!(
+                "[boot] message in {shown} holds U+{:04X}, which X refuses in any post: remove it",
+                u32::from(c)
+            )));
+        }
         if let Some(unknown) = unknown_placeholder(&message) {
             return Err(Error::Config(format!(
                 "[boot] message in {shown} uses {unknown}; the placeholders are {}",
@@ -102,6 +117,38 @@ impl BootSettings {
             allow_duplicate: table.allow_duplicate.unwrap_or(true),
         })
     }
+}
+
+/// The values `bundle/config.example.toml` ships with: a bundle built from them would be
+/// refused (401) on every host that boots.
+const EXAMPLE_CREDENTIALS: [&str; 4] = [
+    "your-api-key",
+    "your-api-key-secret",
+    "1234567890-your-access-token",
+    "your-access-token-secret",
+];
+
+/// Refuses credentials still holding the example's placeholders. Only key names are said.
+fn refuse_placeholders(credentials: &crate::Credentials, path: &Path) -> Result<(), Error> {
+    let values = [
+        ("consumer_key", credentials.consumer_key.as_str()),
+        ("consumer_secret", credentials.consumer_secret.expose()),
+        ("access_token", credentials.access_token.as_str()),
+        (
+            "access_token_secret",
+            credentials.access_token_secret.expose(),
+        ),
+    ];
+    for (key, value) in values {
+        if EXAMPLE_CREDENTIALS.contains(&value) || value.to_ascii_lowercase().contains("your-") {
+            return Err(Error::Config(format!(
+                "{key} in {} is still the example's placeholder: put the app's real keys there (`esxi-tweet authorize --config {}` writes the access token)",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn unknown_placeholder(message: &str) -> Option<String> {
@@ -138,6 +185,7 @@ fn build_with(config_path: &Path, binary: &[u8]) -> Result<Vec<u8>, Error> {
     let file = config::load_file(config_path, true)?.unwrap_or_default();
     // A host has no environment of ours: everything must be in the file.
     let credentials = config::resolve_credentials(&|_| None, Some(&file), Some(config_path))?;
+    refuse_placeholders(&credentials, config_path)?;
     let boot = BootSettings::from_config(&file, config_path)?;
     let ca = match &file.ca_file {
         Some(path) => {
@@ -217,16 +265,20 @@ fn render_script(
     binary_size: usize,
 ) -> String {
     let fill = |header_size: usize| {
-        TEMPLATE
-            .replace("@MESSAGE@", &shell_quote(&boot.message))
-            .replace("@DEADLINE_SECS@", &boot.deadline.as_secs().to_string())
-            .replace("@MANAGE_FIREWALL@", &boot.manage_firewall.to_string())
-            .replace("@ALLOW_DUPLICATE@", &boot.allow_duplicate.to_string())
-            .replace("@CONFIG_SIZE@", &config_size.to_string())
-            .replace("@CA_SIZE@", &ca_size.to_string())
-            .replace("@BINARY_SIZE@", &binary_size.to_string())
-            .replace("@PROXY_PORT@", proxy_port)
-            .replace("@HEADER_SIZE@", &header_size.to_string())
+        substitute(
+            TEMPLATE,
+            &[
+                ("MESSAGE", shell_quote(&boot.message)),
+                ("DEADLINE_SECS", boot.deadline.as_secs().to_string()),
+                ("MANAGE_FIREWALL", boot.manage_firewall.to_string()),
+                ("ALLOW_DUPLICATE", boot.allow_duplicate.to_string()),
+                ("CONFIG_SIZE", config_size.to_string()),
+                ("CA_SIZE", ca_size.to_string()),
+                ("BINARY_SIZE", binary_size.to_string()),
+                ("PROXY_PORT", proxy_port.to_string()),
+                ("HEADER_SIZE", header_size.to_string()),
+            ],
+        )
     };
     let mut size = 0;
     loop {
@@ -239,6 +291,36 @@ fn render_script(
 }
 
 /// The TCP port a proxy URL connects to (scheme default if none), as digits.
+/// `template` with each `@NAME@` of `values` replaced, in one pass: a value that itself holds
+/// `@MESSAGE@` (a boot message may) stays as written.
+fn substitute(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('@') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let known = after.find('@').and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| (value, end))
+        });
+        match known {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('@');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn proxy_port(proxy: &str) -> Option<String> {
     let (scheme, rest) = proxy.split_once("://").unwrap_or(("http", proxy));
     let authority = rest.split(['/', '?', '#']).next()?;
@@ -349,6 +431,15 @@ mod tests {
             .skip(1)
             .any(|after| after.starts_with(|c: char| c.is_ascii_uppercase()));
         assert!(!left, "a placeholder was left");
+    }
+
+    #[test]
+    fn substitution_is_one_pass() {
+        let values = [("A", "@B@ and @A@".to_string()), ("B", "b".to_string())];
+        assert_eq!(
+            substitute("x @A@ y @B@ @C@ z@", &values),
+            "x @B@ and @A@ y b @C@ z@"
+        );
     }
 
     #[test]

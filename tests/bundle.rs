@@ -2,6 +2,7 @@
 //! with the rendered text, firewall handling, waiting for the network, the deadline, 401s,
 //! execInstalledOnly, a corrupt payload, and no secret on a command line or left on disk.
 
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
@@ -109,6 +110,16 @@ fn bundle_has_only_executable_members() {
     assert_eq!(first, tgz);
 }
 
+/// The script at the head of a bundle (its text part, before the binary).
+fn gunzip_script(bundle: &[u8]) -> String {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(bundle)
+        .read_to_end(&mut tar)
+        .unwrap();
+    let text = String::from_utf8_lossy(&tar);
+    text.chars().take(64 * 1024).collect()
+}
+
 #[test]
 fn bundler_refuses_incomplete_or_unsafe_configs() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,6 +156,10 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
     for (boot, says) in [
         (long.as_str(), "282/280"),
         ("deadline = \"5s\"", "under 10s"),
+        ("message = \"\"", "empty"),
+        ("message = \"  \"", "empty"),
+        ("message = \"{hostname} \\uFEFF up\"", "U+FEFF"),
+        ("message = \"{hostname} \\uFFFF\"", "U+FFFF"),
     ] {
         let cfg = config(
             dir.path(),
@@ -156,6 +171,34 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
         let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
     }
+    // The example's placeholder credentials would get 401 on every host; only the key is named.
+    let cfg = config(
+        dir.path(),
+        "https://127.0.0.1:1",
+        &pki.ca_file,
+        "your-api-key-secret",
+        "",
+    );
+    let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
+    assert_eq!(err.exit_code(), 78, "{err}");
+    assert!(
+        err.to_string().contains("consumer_secret") && err.to_string().contains("placeholder"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("your-api-key-secret"), "{err}");
+    // A message holding the script's own build placeholders is posted as written.
+    let cfg = config(
+        dir.path(),
+        "https://127.0.0.1:1",
+        &pki.ca_file,
+        CONSUMER_SECRET,
+        "message = \"{hostname} @DEADLINE_SECS@ @MESSAGE@ @HEADER_SIZE@\"",
+    );
+    let script = gunzip_script(&esxi_tweet::bundle::build(&cfg, &agent).unwrap());
+    assert!(
+        script.contains("'{hostname} @DEADLINE_SECS@ @MESSAGE@ @HEADER_SIZE@'"),
+        "the message was altered"
+    );
     let cfg = config(
         dir.path(),
         "https://127.0.0.1:1",
