@@ -363,7 +363,7 @@ impl Problem {
             || self.has_code(261);
         if duplicate {
             Error::TextRejected(format!(
-                "duplicate post (HTTP {status}): {said}; hint: X refuses the same text twice in a row, change it"
+                "duplicate post (HTTP {status}): {said}; hint: X refuses the same text twice in a row: change it, or pass --allow-duplicate to count it as done"
             ))
         } else if self.has_code(186) || self.detail_says("too long") {
             // v2 says it only in words, with 403, which must not read as an auth failure.

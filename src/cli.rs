@@ -330,13 +330,12 @@ fn run_post(
         if let Some(fitted) = twitter_text::fit::fit(&text)
             && fitted != text
         {
-            if global.verbose > 0 {
-                eprintln!(
-                    "esxi-tweet: shortened to fit: {} -> {} weighted characters",
-                    twitter_text::weighted_length(&text),
-                    twitter_text::weighted_length(&fitted)
-                );
-            }
+            // Said without -v: what is posted is not what was given.
+            eprintln!(
+                "esxi-tweet: shortened to fit: {} -> {} weighted characters",
+                twitter_text::weighted_length(&text),
+                twitter_text::weighted_length(&fitted)
+            );
             text = fitted;
         }
     }
@@ -380,8 +379,8 @@ fn run_post(
         policy,
         &transport,
         &mut SystemClock::start(),
-        &mut |line| {
-            if verbose {
+        &mut |note, line| {
+            if verbose || note == post::Note::Waiting {
                 eprintln!("esxi-tweet: {line}");
             }
         },

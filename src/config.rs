@@ -158,7 +158,21 @@ fn describe_toml_error(shown: &dyn std::fmt::Display, text: &str, e: &toml::de::
         .and_then(|k| KEYS.iter().find(|known| **known == k));
     let message = e.message();
     let what = if message.starts_with("unknown field") {
-        format!("unknown key; the keys are {}", KEYS.join(", "))
+        // A key's name is no secret, but a secret pasted where a key goes would be: only
+        // names shaped like ours (lower case, digits, `_`, short) are repeated. X's keys and
+        // tokens are mixed case or hold a dash, so they never are.
+        let named = message
+            .split('`')
+            .nth(1)
+            .filter(|k| {
+                !k.is_empty()
+                    && k.len() <= 32
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(|k| format!(" {k}"))
+            .unwrap_or_default();
+        format!("unknown key{named}; the keys are {}", KEYS.join(", "))
     } else if message.starts_with("unknown variant") {
         "unknown value: api is \"v2\" or \"v1.1\"".to_string()
     } else if message.starts_with("invalid type") {
@@ -283,6 +297,21 @@ mod tests {
             Some(PathBuf::from("/h/.config/esxi-tweet/config.toml"))
         );
         assert_eq!(default_config_path(&env_of(&[])), None);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_but_no_value_is() {
+        let err = parse_file(
+            Path::new("/c.toml"),
+            "consumer_key = \"ck\"\nconsumer_secert = \"s3cret-value\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("unknown key consumer_secert"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret-value"), "{err}");
     }
 
     #[test]

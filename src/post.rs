@@ -181,8 +181,40 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Posts `request`, retrying as the module documentation says. `log` receives progress lines
-/// (for `-v`); none of them holds a secret.
+/// What a progress line of [`post_with_retries`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// A wait before the next attempt, with its reason and the address: always worth saying,
+    /// so that a post that waits minutes for an unreachable API is never silent.
+    Waiting,
+    /// Each attempt and each answer's status and limits: for `-v`.
+    Detail,
+}
+
+/// The rate-limit headers of `response` that were given, for `-v`.
+fn limits(response: &Response) -> String {
+    let mut said = Vec::new();
+    if let Some(left) = response.rate_limit_remaining {
+        said.push(format!("x-rate-limit-remaining {left}"));
+    }
+    if let Some(reset) = response.rate_limit_reset {
+        said.push(format!("x-rate-limit-reset {reset}"));
+    }
+    if let Some(day) = response.day {
+        said.push(format!("24-hour remaining {}", day.remaining));
+        if let Some(reset) = day.reset {
+            said.push(format!("24-hour reset {reset}"));
+        }
+    }
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join(", "))
+    }
+}
+
+/// Posts `request`, retrying as the module documentation says. `log` receives progress lines;
+/// none of them holds a secret.
 pub fn post_with_retries(
     request: &Outgoing,
     version: ApiVersion,
@@ -190,7 +222,7 @@ pub fn post_with_retries(
     policy: RetryPolicy,
     sender: &dyn Sender,
     clock: &mut dyn Clock,
-    log: &mut dyn FnMut(&str),
+    log: &mut dyn FnMut(Note, &str),
 ) -> Result<Posted, Error> {
     let mut clock_offset = 0i64;
     let mut resigned_for_skew = false;
@@ -211,11 +243,11 @@ pub fn post_with_retries(
             .attempt_timeout
             .min(remaining)
             .max(Duration::from_millis(1));
-        log(&format!(
-            "attempt {attempt}: {} {}",
-            request.method,
-            api::shown_url(&request.url)
-        ));
+        let address = api::shown_url(&request.url);
+        log(
+            Note::Detail,
+            &format!("attempt {attempt}: {} {address}", request.method),
+        );
         let (reason, hold) = match sender.send(request, &signed.authorization, timeout) {
             Err(SendError::Fatal(e)) => return Err(e),
             Err(SendError::Retryable(why)) => (why, Hold::None),
@@ -223,7 +255,13 @@ pub fn post_with_retries(
                 maybe_posted = true;
                 (format!("{why} (the post may have been made)"), Hold::None)
             }
-            Ok(response) => match api::interpret(version, &response) {
+            Ok(response) => match {
+                log(
+                    Note::Detail,
+                    &format!("answer: HTTP {}{}", response.status, limits(&response)),
+                );
+                api::interpret(version, &response)
+            } {
                 Ok(posted) => return Ok(posted),
                 Err(Failure::Duplicate(_)) if maybe_posted => {
                     return Ok(Posted {
@@ -259,9 +297,12 @@ pub fn post_with_retries(
                     let ours = clock.unix_seconds() + clock_offset;
                     match clock_correction(&response, timestamp_rejected, ours) {
                         Some(skew) if !resigned_for_skew => {
-                            log(&format!(
-                                "clock skew: the server's clock is {skew:+} s from ours; signing again with the server's time"
-                            ));
+                            log(
+                                Note::Detail,
+                                &format!(
+                                    "clock skew: the server's clock is {skew:+} s from ours; signing again with the server's time"
+                                ),
+                            );
                             clock_offset += skew;
                             resigned_for_skew = true;
                             continue;
@@ -303,10 +344,13 @@ pub fn post_with_retries(
                 humantime::format_duration(policy.deadline)
             )));
         }
-        log(&format!(
-            "attempt {attempt} failed: {reason}; next in {:.1} s",
-            wait.as_secs_f64()
-        ));
+        log(
+            Note::Waiting,
+            &format!(
+                "attempt {attempt} to {address} failed: {reason}; next try in {:.1} s",
+                wait.as_secs_f64()
+            ),
+        );
         clock.sleep(wait);
     }
 }
@@ -391,7 +435,7 @@ mod tests {
             RetryPolicy::default(),
             &script,
             &mut clock,
-            &mut |_| {},
+            &mut |_, _| {},
         );
         (result, script.seen.into_inner())
     }

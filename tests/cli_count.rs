@@ -105,6 +105,9 @@ fn fit_posts_the_longest_part_that_fits() {
 
     let out = post(&x, dir.path(), &["--fit"], Some(alert.as_bytes()));
     assert_eq!(out.code, 0, "{out:?}");
+    // Said without -v: what is posted is not what was given.
+    assert!(out.stderr.contains("shortened to fit: "), "{out:?}");
+    assert!(out.stderr.contains(" -> 2"), "{out:?}");
     let posted = x.posted();
     let text = &posted[0];
     assert!(text.ends_with('…'), "{text}");

@@ -153,6 +153,7 @@ fn duplicate_text_is_rejected_with_exit_65() {
         let out = case.run(&["--api", api, "same"]);
         assert_eq!(out.code, 65, "{out:?}");
         assert!(out.stderr.contains("duplicate"), "{out:?}");
+        assert!(out.stderr.contains("--allow-duplicate"), "{out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
         // --allow-duplicate: done, with a note, and `duplicate` for scripts to read.
         let out = case.run(&["--api", api, "--allow-duplicate", "same"]);
@@ -249,7 +250,13 @@ fn server_error_then_success_uses_a_fresh_nonce() {
         [503, 201]
     );
     assert_ne!(received[0].nonce, received[1].nonce);
-    assert!(out.stderr.contains("attempt 1 failed"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "attempt 1 to {}/2/tweets failed",
+            case.x.base_url()
+        )),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -448,4 +455,48 @@ fn a_reset_in_year_10000_is_no_crash() {
     let out = case.run(&["--deadline", "5s", "esx-07 is up"]);
     assert_eq!(out.code, 75, "{out:?}");
     assert!(out.stderr.contains("X's limit resets at"), "{out:?}");
+}
+
+#[test]
+fn an_unreachable_api_says_what_it_waits_for_without_v() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = agent(dir.path());
+    with_credentials(&mut cmd)
+        .arg("post")
+        .args(["--api-base", &format!("https://127.0.0.1:{port}")])
+        .args(["--deadline", "3s", "esx-07 is up"]);
+    let out = run(&mut cmd, None);
+    assert_eq!(out.code, 75, "{out:?}");
+    let waiting = format!("attempt 1 to https://127.0.0.1:{port}/2/tweets failed: ");
+    assert!(out.stderr.contains(&waiting), "{out:?}");
+    assert!(out.stderr.contains("; next try in "), "{out:?}");
+}
+
+#[test]
+fn verbose_shows_each_answer_and_its_limits() {
+    let ok = Canned::new(201, r#"{"data":{"id":"1900000000000000002","text":"v"}}"#)
+        .header("x-rate-limit-remaining", "16")
+        .header("x-rate-limit-reset", "1900000000")
+        .header("x-user-limit-24hour-remaining", "16")
+        .header("x-user-limit-24hour-reset", "1900000300");
+    let case = Case::new(Behaviour {
+        script: [ok].into(),
+        ..Default::default()
+    });
+    let out = case.run(&["-v", "v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "answer: HTTP 201 (x-rate-limit-remaining 16, x-rate-limit-reset 1900000000, 24-hour remaining 16, 24-hour reset 1900000300)"
+        ),
+        "{out:?}"
+    );
+    let quiet = Case::new(Behaviour::default()).run(&["v"]);
+    assert_eq!(quiet.stderr, "", "{quiet:?}");
 }
