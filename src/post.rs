@@ -213,6 +213,19 @@ fn limits(response: &Response) -> String {
     }
 }
 
+/// What `response` means, once `log` has had its status line.
+fn answered(
+    response: &Response,
+    version: ApiVersion,
+    log: &mut dyn FnMut(Note, &str),
+) -> Result<Posted, Failure> {
+    log(
+        Note::Detail,
+        &format!("answer: HTTP {}{}", response.status, limits(response)),
+    );
+    api::interpret(version, response)
+}
+
 /// Posts `request`, retrying as the module documentation says. `log` receives progress lines;
 /// none of them holds a secret.
 pub fn post_with_retries(
@@ -255,13 +268,7 @@ pub fn post_with_retries(
                 maybe_posted = true;
                 (format!("{why} (the post may have been made)"), Hold::None)
             }
-            Ok(response) => match {
-                log(
-                    Note::Detail,
-                    &format!("answer: HTTP {}{}", response.status, limits(&response)),
-                );
-                api::interpret(version, &response)
-            } {
+            Ok(response) => match answered(&response, version, log) {
                 Ok(posted) => return Ok(posted),
                 Err(Failure::Duplicate(_)) if maybe_posted => {
                     return Ok(Posted {
