@@ -122,7 +122,12 @@ pub fn handle<B>(
         (&Method::POST, "/purge") => purge(proxy, query),
         (&Method::GET, "/entries") => entries(proxy),
         (_, "/metrics" | "/healthz" | "/purge" | "/entries") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "wrong method\n")
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "wrong method\n");
+            let allow = if path == "/purge" { "POST" } else { "GET" };
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            response
         }
         _ => text(
             StatusCode::NOT_FOUND,

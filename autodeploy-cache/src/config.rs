@@ -11,9 +11,19 @@ use clap::builder::BoolishValueParser;
 
 use crate::error::Error;
 
+/// The subcommands, which `--help` lists under the flags (they are dispatched before these
+/// flags are parsed).
+const SUBCOMMANDS: &str = "\
+Subcommands:
+  warm          fetch paths (a list, or an access log) through a running proxy into its cache;
+                autodeploy-cache warm --help
+  healthcheck   exit 0 when an admin listener's /healthz answers 200 (a container HEALTHCHECK);
+                autodeploy-cache healthcheck 127.0.0.1:5101
+  help          this text (help warm, help healthcheck: theirs)";
+
 /// A caching reverse proxy for vCenter Auto Deploy.
 #[derive(Debug, Parser)]
-#[command(name = "autodeploy-cache", version)]
+#[command(name = "autodeploy-cache", version, after_help = SUBCOMMANDS)]
 pub struct Args {
     /// Address to listen on (plain HTTP, as hosts expect): ADDRESS:PORT, or PORT for all
     /// addresses
@@ -297,7 +307,7 @@ impl Config {
             );
         } else if self.max_size < 64 << 20 {
             out.push(format!(
-                "--max-size {} bytes is under 64 MiB: Auto Deploy images are tens to hundreds of MiB, most will not be cached (try 20g)",
+                "--max-size {} bytes is under 64 MiB: Auto Deploy images are tens to hundreds of MiB, most will not be cached (the default, 1g, holds about two image profiles; give 1g per profile your hosts boot)",
                 self.max_size
             ));
         }

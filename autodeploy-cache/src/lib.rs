@@ -18,6 +18,7 @@
 //! - [`serve`]: answers built from an entry, a fill or an upstream response.
 //! - [`frames`]: pooled read buffers for response frames.
 //! - [`sync`]: locks that a panic does not poison, the proxy's one policy.
+//! - [`healthcheck`]: the `healthcheck` subcommand for container HEALTHCHECKs.
 //! - [`store`]: the cache directory: entry files, reservations, eviction.
 //! - [`index`]: the in-memory index (sizes, totals, LRU order), pure.
 //! - [`variants`]: which URLs vary, on what, and their stored variants, pure.
@@ -50,6 +51,7 @@ pub mod fills;
 pub mod forward;
 pub mod frames;
 pub mod headers;
+pub mod healthcheck;
 pub mod index;
 pub mod metrics;
 pub mod policy;

@@ -10,7 +10,25 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     match argv.get(1).map(String::as_str) {
         Some("warm") => return ExitCode::from(autodeploy_cache::warm::main(argv[1..].to_vec())),
-        Some("healthcheck") => return ExitCode::from(healthcheck(argv.get(2))),
+        Some("healthcheck") => {
+            return ExitCode::from(autodeploy_cache::healthcheck::main(&argv[2..]));
+        }
+        Some("help") => {
+            return match argv.get(2).map(String::as_str) {
+                Some("warm") => ExitCode::from(autodeploy_cache::warm::main(vec![
+                    "warm".into(),
+                    "--help".into(),
+                ])),
+                Some("healthcheck") => {
+                    ExitCode::from(autodeploy_cache::healthcheck::main(&["--help".into()]))
+                }
+                _ => {
+                    use clap::CommandFactory as _;
+                    let _ = Args::command().print_help();
+                    ExitCode::SUCCESS
+                }
+            };
+        }
         _ => {}
     }
     let args = Args::parse();
@@ -63,41 +81,6 @@ fn raise_fd_limit() {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
     }
-}
-
-/// `autodeploy-cache healthcheck URL`: 0 when URL answers 200, 1 otherwise; for a
-/// container's HEALTHCHECK in an image with nothing else in it.
-fn healthcheck(url: Option<&String>) -> u8 {
-    let Some(url) = url.and_then(|u| u.parse::<http::Uri>().ok()) else {
-        eprintln!("usage: autodeploy-cache healthcheck http://127.0.0.1:5101/healthz");
-        return 64;
-    };
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return 1;
-    };
-    runtime.block_on(async {
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        match tokio::time::timeout(std::time::Duration::from_secs(5), client.get(url)).await {
-            Ok(Ok(response)) if response.status() == http::StatusCode::OK => 0,
-            Ok(Ok(response)) => {
-                eprintln!("unhealthy: HTTP {}", response.status().as_u16());
-                1
-            }
-            Ok(Err(e)) => {
-                eprintln!("unhealthy: {e}");
-                1
-            }
-            Err(_) => {
-                eprintln!("unhealthy: no answer in 5 s");
-                1
-            }
-        }
-    })
 }
 
 /// SIGHUP (nginx's reload habit) reloads what can change without a restart; it never ends

@@ -45,6 +45,10 @@ pub enum Outcome {
     Fetched(String),
     /// It failed: status or error.
     Failed(String),
+    /// The proxy refused the connection (it stopped): the run ends.
+    Unreachable,
+    /// Not tried, the proxy having stopped answering.
+    NotTried,
 }
 
 /// Runs `warm`; the exit code.
@@ -91,7 +95,19 @@ pub fn main(args: Vec<String>) -> u8 {
         eprintln!("autodeploy-cache warm: cannot start the runtime");
         return 70;
     };
+    // A proxy that is down fails every path the same way: said once, not once per path.
+    if let Err(why) = runtime.block_on(reachable(&base)) {
+        eprintln!(
+            "autodeploy-cache warm: cannot reach the proxy at {base}: {why}; is it running, and is --proxy its listen address?"
+        );
+        return 1;
+    }
     let outcomes = runtime.block_on(fetch_all(&base, &paths, args.concurrency, timeout));
+    if outcomes.iter().any(|o| *o == Outcome::NotTried) {
+        eprintln!(
+            "autodeploy-cache warm: the proxy at {base} stopped accepting connections; the paths after it were not tried"
+        );
+    }
     let cached = outcomes.iter().filter(|o| **o == Outcome::Cached).count();
     let fetched = outcomes
         .iter()
@@ -164,6 +180,19 @@ pub fn path_from_log_line(line: &str) -> Option<String> {
     (method == "GET" && path.starts_with('/') && (200..300).contains(&status)).then_some(path)
 }
 
+/// Whether a connection to the proxy at `base` can be opened.
+async fn reachable(base: &str) -> Result<(), String> {
+    let uri: http::Uri = base.parse().map_err(|e| format!("{e}"))?;
+    let authority = uri.authority().ok_or("no host")?;
+    let port = authority.port_u16().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((authority.host(), port));
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in 5 s".into()),
+    }
+}
+
 async fn fetch_all(
     base: &str,
     paths: &[String],
@@ -181,20 +210,30 @@ async fn fetch_all(
         bar
     });
     let limit = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency)));
+    // Set at the first connection the proxy refuses: the rest are not tried.
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for path in paths {
         let (client, limit, url) = (client.clone(), limit.clone(), format!("{base}{path}"));
-        let (bar, path) = (bar.clone(), path.clone());
+        let (bar, path, gone) = (bar.clone(), path.clone(), gone.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
+            if gone.load(std::sync::atomic::Ordering::SeqCst) {
+                return Outcome::NotTried;
+            }
             let outcome = match tokio::time::timeout(timeout, fetch_one(&client, &url)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::Failed("timed out".into()),
             };
+            if outcome == Outcome::Unreachable {
+                gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Outcome::NotTried;
+            }
             let word = match &outcome {
                 Outcome::Cached => "cached ".to_string(),
                 Outcome::Fetched(status) => format!("fetched ({status})"),
                 Outcome::Failed(why) => format!("FAILED ({why})"),
+                Outcome::Unreachable | Outcome::NotTried => return Outcome::NotTried,
             };
             match &bar {
                 Some(bar) => {
@@ -230,6 +269,7 @@ async fn fetch_one(
     };
     let response = match client.get(uri).await {
         Ok(r) => r,
+        Err(e) if e.is_connect() => return Outcome::Unreachable,
         Err(e) => return Outcome::Failed(crate::trouble::chain(&e)),
     };
     let status = response.status();

@@ -126,6 +126,20 @@ async fn metrics_health_and_entries_follow_what_is_served() {
         .await
         .unwrap();
     assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.headers["allow"], "POST");
+    let wrong = fetch("POST", &format!("{admin}/entries"), &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers["allow"], "GET");
+    // The container's HEALTHCHECK, as HOST:PORT or as a URL.
+    let hostport = admin.trim_start_matches("http://").to_string();
+    for target in [hostport.clone(), format!("{admin}/healthz")] {
+        let out = Command::new(crate::support::proxy_binary())
+            .args(["healthcheck", &target])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{target}: {out:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,6 +292,20 @@ async fn warm_fetches_each_path_once_and_reports() {
     assert!(eventually(Duration::from_secs(10), || cache_files(&other_cache).0 == 2).await);
     let (code, out) = warm(&["--proxy", "ftp://x", list.to_str().unwrap()]);
     assert_eq!(code, Some(64), "{out}");
+    // A proxy that is down: one line that says so, not one failure per path.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("http://127.0.0.1:{port}");
+    let (code, out) = warm(&["--proxy", &down, list.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains(&format!("cannot reach the proxy at {down}")),
+        "{out}"
+    );
 }
 
 /// The address of the admin listener that `proxy` logged.
@@ -428,4 +456,45 @@ async fn with_forward_host_a_url_purge_covers_every_host() {
     assert!(indexed(&admin, 2).await);
     assert_eq!(purge("url=/blob/1000%3Fseed%3D85").await["purged"], 2);
     assert!(indexed(&admin, 0).await);
+}
+
+#[test]
+fn help_lists_the_subcommands_and_each_has_its_own() {
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::support::proxy_binary())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [&["--help"][..], &["help"]] {
+        let (code, stdout, _) = run(args);
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(
+            stdout.contains("warm") && stdout.contains("healthcheck"),
+            "{stdout}"
+        );
+    }
+    let (code, stdout, _) = run(&["healthcheck", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("HOST:PORT"), "{stdout}");
+    let (code, stdout, _) = run(&["help", "warm"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--from-log"), "{stdout}");
+    // The address is named when it does not answer.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, stderr) = run(&["healthcheck", &format!("127.0.0.1:{port}")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "{stderr}"
+    );
 }
