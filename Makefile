@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build build-deps test-deps msrv bundle vib test lint clean bench bench-counter demo bench-tools soak
+.PHONY: all build build-deps test-deps msrv bundle bundle-config vib install uninstall test lint clean bench bench-counter demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build vib $(if $(CONFIG),bundle)
@@ -49,17 +49,35 @@ cp target/$(MUSL)/$(2)/$(1) dist/.$(1).tmp && mv -f dist/.$(1).tmp dist/$(1)
 
 endef
 
-bundle: dist/esxi-tweet
-ifndef CONFIG
-	$(error CONFIG is not set: make bundle CONFIG=path/to/config.toml)
-endif
-	dist/esxi-tweet-bundle --config $(CONFIG) $(if $(VIB),--vib,--binary dist/esxi-tweet) --output dist/esxi-tweet-bundle.tgz
+# Said before anything is built: the bundle needs the config (credentials, message).
+bundle-config:
+	@[ -n "$(CONFIG)" ] || { echo "make bundle: CONFIG is not set: make bundle CONFIG=path/to/config.toml (copy bundle/config.example.toml)"; exit 2; }
+
+# VIB=1: the config-only bundle for hosts that get the agent from the VIB (ESXi 8 and 9), under
+# a name of its own so that it never replaces the full bundle unnoticed.
+BUNDLE_OUT := dist/esxi-tweet-bundle$(if $(VIB),-vib).tgz
+bundle: bundle-config dist/esxi-tweet
+	dist/esxi-tweet-bundle --config $(CONFIG) $(if $(VIB),--vib,--binary dist/esxi-tweet) --output $(BUNDLE_OUT)
 
 # The agent as a community VIB and an offline depot (ESXi 8 and 9); dated by the last commit
 # so that the same commit gives the same bytes.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 vib: dist/esxi-tweet
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) dist/esxi-tweet-vib --binary dist/esxi-tweet --out-dir dist
+
+# `make install` after `make`: the two programs and the packaging tools in $(PREFIX)/bin, the
+# documentation in $(PREFIX)/share/doc/esxi-tweet. DESTDIR for packagers.
+PREFIX ?= /usr/local
+INSTALLED := esxi-tweet autodeploy-cache esxi-tweet-bundle esxi-tweet-vib
+install:
+	@for b in $(INSTALLED); do [ -x dist/$$b ] || { echo "make install: dist/$$b is missing: run make first"; exit 2; }; done
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/esxi-tweet
+	install -m 0755 $(addprefix dist/,$(INSTALLED)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 README.md CHANGELOG.md LICENSE docs/*.md bundle/config.example.toml $(DESTDIR)$(PREFIX)/share/doc/esxi-tweet/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(INSTALLED))
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/esxi-tweet
 
 test: test-deps build vib lint
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace

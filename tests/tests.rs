@@ -10,6 +10,7 @@ mod cli_count;
 mod cli_post;
 mod cli_sign_and_config;
 mod esxi_compat;
+mod make;
 mod relay;
 mod signer_property;
 mod twitter_text;
