@@ -97,7 +97,7 @@ foreground() {
         # A config-only bundle: the agent comes from the VIB.
         rm -f "$SELF"
         rm -rf "$dir"
-        log "$INSTALLED is missing: this config-only bundle needs the esxi-tweet VIB in the host's image profile (README, ESXi 8 and 9); not announcing this boot"
+        log "$INSTALLED is missing: this config-only bundle needs the esxi-tweet VIB in the host's image profile (docs/esxi.md in the esxi-tweet sources); not announcing this boot"
         exit 0
     fi
     # The credentials now live only in the private directory.
@@ -108,7 +108,7 @@ foreground() {
         exit 1
     fi
     if ! "$bin" --version > /dev/null 2> "$dir/exec.err"; then
-        log "cannot execute $bin ($(one_line "$dir/exec.err" 200)): ESXi 8 runs only binaries from installed VIBs (execInstalledOnly). Recommended: add the esxi-tweet VIB to the image profile (README, ESXi 8 and 9); or turn the runtime option off with esxcli system settings advanced set -o /User/execInstalledOnly -i 0"
+        log "cannot execute $bin ($(one_line "$dir/exec.err" 200)): ESXi 8 runs only binaries from installed VIBs (execInstalledOnly). Recommended: add the esxi-tweet VIB to the image profile (docs/esxi.md in the esxi-tweet sources); or turn the runtime option off with esxcli system settings advanced set -o /User/execInstalledOnly -i 0"
         rm -rf "$dir"
         exit 0
     fi

@@ -34,8 +34,8 @@ TWITTER_ACCESS_TOKEN_SECRET, or from the config file (chmod 600); never from fla
 `esxi-tweet authorize` writes the access token and secret into the config file for you.
 
 ESXi 8 and 9 run only binaries from installed VIBs (execInstalledOnly): install the
-esxi-tweet VIB (`make vib` builds it and an offline depot for Image Builder; see the README,
-\"ESXi 8 and 9\"), which puts this program at /opt/esxi-tweet/bin/esxi-tweet.";
+esxi-tweet VIB (`make vib` builds it and an offline depot for Image Builder; see
+docs/esxi.md), which puts this program at /opt/esxi-tweet/bin/esxi-tweet.";
 
 /// Post a status update to X from a host, signed with OAuth 1.0a.
 #[derive(Debug, Parser)]
@@ -227,7 +227,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Authorize => {
             // The file authorize writes may not exist yet: it is created (0600, its
-            // directory 0700), as the README's `--config /etc/esxi-tweet/config.toml` expects.
+            // directory 0700), as docs/relay.md's `--config /etc/esxi-tweet/config.toml` expects.
             let settings = Settings::load_to_write(&global).map_err(|e| match e {
                 Error::Config(why) => Error::Config(format!("{why}; {}", authorize::LEFT_ALONE)),
                 other => other,

@@ -311,10 +311,10 @@ fn hostile_values_never_panic_or_reach_the_screen() {
 }
 
 #[test]
-fn the_readme_sign_example_prints_the_documented_signature() {
-    // The README's shell block, run as written with the binary on PATH.
+fn the_documented_sign_example_prints_the_documented_signature() {
+    // The agent page's shell block, run as written with the binary on PATH.
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/agent.md")).unwrap();
     let section = &readme[readme.find("### `esxi-tweet sign").expect("a sign section")..];
     let block = section
         .split("```sh\n")

@@ -52,3 +52,33 @@ fn make_bundle_without_a_config_says_so_before_building() {
     assert!(said.contains("CONFIG is not set"), "{said}");
     assert!(!said.contains("cargo build"), "it built first: {said}");
 }
+
+#[test]
+fn the_readme_is_a_front_page_whose_links_resolve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 250,
+        "the README grew past a front page"
+    );
+    // The two commands a newcomer types come first.
+    let first_block: Vec<&str> = readme.lines().skip(3).take(2).collect();
+    assert!(first_block[0].starts_with("make "), "{first_block:?}");
+    assert!(first_block[1].starts_with("make test"), "{first_block:?}");
+    // Every relative link of the README and the docs names a file that is there.
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        pages.push(entry.unwrap().path());
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for link in text.split("](").skip(1) {
+            let target = link.split(')').next().unwrap().split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            let path = page.parent().unwrap().join(target);
+            assert!(path.exists(), "{}: {target} does not exist", page.display());
+        }
+    }
+}
