@@ -103,7 +103,7 @@ pub fn main(args: Vec<String>) -> u8 {
         return 1;
     }
     let outcomes = runtime.block_on(fetch_all(&base, &paths, args.concurrency, timeout));
-    if outcomes.iter().any(|o| *o == Outcome::NotTried) {
+    if outcomes.contains(&Outcome::NotTried) {
         eprintln!(
             "autodeploy-cache warm: the proxy at {base} stopped accepting connections; the paths after it were not tried"
         );
