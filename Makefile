@@ -93,7 +93,7 @@ bench: build bench-tools bench-counter
 
 # The text counter on hostile input (64 KiB to 1 MiB of each family): bench/counter.md.
 bench-counter:
-	$(CARGO) bench --locked -q -p esxi-tweet --bench counter | tee bench/counter.md.tmp
+	$(CARGO) bench --locked -q -p twitter-text-pure --bench counter | tee bench/counter.md.tmp
 	@{ echo "# The text counter on hostile input"; echo; echo "\`make bench-counter\` ($$(date -u +%F), $$(nproc) cores): the least of three runs, release build."; echo; cat bench/counter.md.tmp; } > bench/counter.md && rm bench/counter.md.tmp
 
 demo: build bench-tools

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerates src/twitter_text/emoji_data.rs from twitter-text's emoji pattern.
+"""Regenerates twitter-text/src/emoji_data.rs from twitter-text's emoji pattern.
 
-Usage: scripts/emoji-data.py twitter-text/js/src/regexp/emoji.js > src/twitter_text/emoji_data.rs
+Usage: scripts/emoji-data.py twitter-text/js/src/regexp/emoji.js > twitter-text/src/emoji_data.rs
 
 twitter-text states the emoji it counts as one character as a generated regular expression
 (UTF-16, alternatives, character classes, optional parts, one negative lookahead for U+FE0E).

@@ -77,7 +77,7 @@ impl BootSettings {
         }
         if let Some(c) = message
             .chars()
-            .find(|&c| crate::twitter_text::is_invalid(c))
+            .find(|&c| crate::twitter_text::is_invalid_char(c))
         {
             return Err(Error::Config(format!(
                 "[boot] message in {shown} holds U+{:04X}, which X refuses in any post: remove it",

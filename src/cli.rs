@@ -327,7 +327,7 @@ fn run_post(
     let mut text = read_text(args.text.as_deref())?;
     if args.fit {
         check_characters(&text)?;
-        if let Some(fitted) = twitter_text::fit::fit(&text)
+        if let Some(fitted) = twitter_text::fit(&text)
             && fitted != text
         {
             // Said without -v: what is posted is not what was given.
@@ -457,7 +457,7 @@ fn check_text(text: &str) -> Result<(), Error> {
 
 /// Refuses the characters X refuses anywhere in a post.
 fn check_characters(text: &str) -> Result<(), Error> {
-    match text.chars().find(|&c| twitter_text::is_invalid(c)) {
+    match text.chars().find(|&c| twitter_text::is_invalid_char(c)) {
         Some(c) => Err(Error::TextRejected(format!(
             "the text holds U+{:04X}, which X does not accept: remove it",
             u32::from(c)
@@ -468,7 +468,7 @@ fn check_characters(text: &str) -> Result<(), Error> {
 
 fn run_count(args: CountArgs) -> Result<(), Error> {
     let text = read_text(args.text.as_deref())?;
-    let parsed = twitter_text::parse(&text);
+    let parsed = twitter_text::parse_tweet(&text);
     let length = parsed.weighted_length;
     // The verdict in a word for the count line, and the full reason for the error line.
     let problem = if text.trim().is_empty() {

@@ -5,7 +5,6 @@
 //! - [`oauth`]: the OAuth 1.0a HMAC-SHA1 signer (RFC 5849), pure functions.
 //! - [`credentials`]: the four credentials, with secrets that never print.
 //! - [`config`]: config file, environment and their precedence.
-//! - [`twitter_text`]: X's 280-character rule (twitter-text 3), URLs and emoji, `--fit`.
 //! - [`api`]: X API v2 and v1.1 request shapes and the meaning of each answer.
 //! - [`transport`]: HTTPS with embedded roots, `--ca-file`, proxy and timeouts.
 //! - [`post`]: the retry loop (backoff, rate limits, clock skew) under one deadline.
@@ -35,10 +34,11 @@ pub mod output;
 pub mod post;
 pub mod relay;
 pub mod transport;
-pub mod twitter_text;
 pub mod units;
 pub mod untrusted;
 pub mod vib;
 
 pub use credentials::{Credentials, Secret};
 pub use error::Error;
+/// X's text rules (the `twitter-text-pure` crate of this workspace).
+pub use twitter_text_pure as twitter_text;

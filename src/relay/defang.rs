@@ -4,13 +4,15 @@
 //! Alert labels and annotations are not the operator's words: a tenant's label, a DHCP host
 //! name or a scraped target can hold `@POTUS` or `phish.example/login`, and X links every
 //! entity its extractor (twitter-text) finds. URLs are found with the exact extractor
-//! ([`crate::twitter_text::urls`]) and their dots written `[.]`, as security teams defang
+//! ([`crate::twitter_text::extract_urls_with_indices`]) and their dots written `[.]`, as security teams defang
 //! links; a space goes after the `@`, `#` or `$` of anything that could be a mention, hashtag
 //! or cashtag. Those three are found by rules wider than twitter-text's (any `@` before a name
 //! character unless a word or `@` comes before it, and so on): a few harmless `#`s are spaced
 //! too, and nothing twitter-text would find is missed, which the conformance data checks.
 
-use crate::twitter_text::urls;
+use std::ops::Range;
+
+use crate::twitter_text::extract_urls_with_indices;
 
 /// Which entities may stay live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,11 +45,20 @@ pub fn defang(value: &str, allow: Allow) -> String {
     chars.into_iter().collect()
 }
 
+/// Where X sees URLs in `chars`, as code point ranges.
+fn url_ranges(chars: &[char]) -> Vec<Range<usize>> {
+    let text: String = chars.iter().collect();
+    extract_urls_with_indices(&text)
+        .into_iter()
+        .map(|url| url.indices[0]..url.indices[1])
+        .collect()
+}
+
 /// Every URL's dots written `[.]`, until the extractor finds none.
 fn defang_links(chars: &[char]) -> Vec<char> {
     let mut chars = chars.to_vec();
     loop {
-        let found = urls::extract(&chars);
+        let found = url_ranges(&chars);
         if found.is_empty() {
             return chars;
         }
@@ -195,8 +206,10 @@ mod tests {
             "a.co/b.co?c.co#d.co",
         ] {
             let out = plain(text);
-            let chars: Vec<char> = out.chars().collect();
-            assert!(urls::extract(&chars).is_empty(), "{text} -> {out}");
+            assert!(
+                extract_urls_with_indices(&out).is_empty(),
+                "{text} -> {out}"
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use super::alerts::{Notification, Status};
 use super::defang::{Allow, defang};
 use super::spool::Entry;
-use crate::twitter_text::{self, fit};
+use crate::twitter_text;
 use crate::untrusted;
 
 /// The placeholders a `--template` file may use.
@@ -228,7 +228,7 @@ impl Composer {
         }
         let shown = all.min(1);
         // Then the summary, cut at a word.
-        if let Some(summary) = fit::shorten(&values.summary, |summary| {
+        if let Some(summary) = twitter_text::shorten(&values.summary, |summary| {
             fits(&fill(template, &values, shown, summary))
         }) {
             return fill(template, &values, shown, &summary);
@@ -303,7 +303,7 @@ fn fill(template: &Template, values: &Values, shown_hosts: usize, summary: &str)
 }
 
 fn fits(text: &str) -> bool {
-    twitter_text::parse(text).valid
+    twitter_text::parse_tweet(text).valid
 }
 
 /// Plain text (`POST /post`) as it will be posted: the sender's lines kept, escape sequences
@@ -317,9 +317,9 @@ pub fn plain(text: &str) -> String {
 fn last_resort(text: &str) -> String {
     let cleaned: String = text
         .chars()
-        .filter(|&c| !twitter_text::is_invalid(c))
+        .filter(|&c| !twitter_text::is_invalid_char(c))
         .collect();
-    fit::fit(&cleaned)
+    twitter_text::fit(&cleaned)
         .filter(|t| !t.trim().is_empty())
         .unwrap_or_else(|| "(an alert arrived with no text that X accepts)".to_string())
 }
@@ -411,7 +411,8 @@ pub fn distinct(base: &str, recent: &[String]) -> String {
             if fits(&with) {
                 return with;
             }
-            let room = fit::shorten(base, |t| fits(&format!("{t}{suffix}"))).unwrap_or_default();
+            let room =
+                twitter_text::shorten(base, |t| fits(&format!("{t}{suffix}"))).unwrap_or_default();
             format!("{room}{suffix}")
         })
         .find(|candidate| !recent.iter().any(|r| r == candidate))
@@ -482,7 +483,7 @@ mod tests {
             "datastore1 is 97% full on every host of rack 12",
         );
         let text = render(&n, Template::Default);
-        assert!(twitter_text::parse(&text).valid, "{text}");
+        assert!(twitter_text::parse_tweet(&text).valid, "{text}");
         assert!(
             text.starts_with("[FIRING:60] DatastoreUsage on esx-01, esx-02"),
             "{text}"
@@ -496,7 +497,7 @@ mod tests {
         let long = "word ".repeat(100);
         let n = group("firing", &hosts, long.trim());
         let text = render(&n, Template::Default);
-        assert!(twitter_text::parse(&text).valid, "{text}");
+        assert!(twitter_text::parse_tweet(&text).valid, "{text}");
         assert!(
             text.starts_with("[FIRING:60] DatastoreUsage on esx-01 +59: word word"),
             "{text}"
@@ -539,7 +540,7 @@ mod tests {
         assert_eq!(distinct("other", &recent), "other");
         let long = "x".repeat(280);
         let again = distinct(&long, std::slice::from_ref(&long));
-        assert!(again.ends_with("… (2)") && twitter_text::parse(&again).valid);
+        assert!(again.ends_with("… (2)") && twitter_text::parse_tweet(&again).valid);
     }
 
     #[test]
@@ -591,7 +592,7 @@ mod tests {
         let values = Composer::default().values(&n);
         assert_eq!(values.summary.chars().count(), MAX_VALUE_CHARS);
         assert_eq!(values.hosts[0].chars().count(), MAX_VALUE_CHARS);
-        assert!(twitter_text::parse(&render(&n, Template::Default)).valid);
+        assert!(twitter_text::parse_tweet(&render(&n, Template::Default)).valid);
     }
 
     #[test]

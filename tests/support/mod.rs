@@ -5,7 +5,6 @@
 pub mod connect_proxy;
 pub mod esxi_host;
 pub mod fake_x;
-pub mod hostile_texts;
 pub mod verifier;
 
 use std::io::Write as _;

@@ -1,5 +1,5 @@
 //! Texts built to make a text counter slow: each family repeats one hostile pattern to any
-//! size. Shared by the complexity tests (`tests/twitter_text.rs`) and `make bench`
+//! size. Shared by the complexity test (`tests/conformance.rs`) and `make bench`
 //! (`benches/counter.rs`), so that what is measured is what is guarded.
 
 /// Makes a text of about so many code points.

@@ -1,29 +1,44 @@
-//! X's text rules, as its own library twitter-text 3 states them (config v3): the weighted
-//! length a post may not exceed, whether X accepts a text at all, and where URLs and emoji are.
+//! X's (Twitter's) text rules, as its own library twitter-text 3 states them (config v3): the
+//! weighted length a post may not exceed, whether X accepts a text at all, and where the URLs
+//! are. Plain Rust, no regular-expression engine, linear in the text whatever it holds.
 //!
-//! Checking locally saves a round trip and, on a booting host, a retry loop that cannot
-//! succeed; the relay and `post --fit` use the same count to decide what fits. The rules:
+//! The rules:
 //!
 //! - the text is NFC-normalized first;
-//! - every URL counts 23, whatever its length; what is a URL is [`urls`]' business (bare host
-//!   names with a known top-level domain are, `.local` ones are not);
-//! - every emoji sequence twitter-text knows counts 2 ([`emoji`]);
+//! - every URL counts 23, whatever its length; what is a URL is twitter-text's extractor's
+//!   business (bare host names with a known top-level domain are, `.local` ones are not);
+//! - every emoji sequence twitter-text knows counts 2;
 //! - any other code point counts 1 in U+0000–U+10FF, U+2000–U+200D, U+2010–U+201F and
 //!   U+2032–U+2037, and 2 elsewhere (CJK, for instance);
 //! - U+FFFE, U+FEFF and U+FFFF make a text invalid, and so does an empty one.
 //!
-//! The crate's `make test` runs twitter-text's own conformance cases against this module.
-//! The `twitter-text` crate passes them too, but pulls in C++ (`cxx`), pest, idna and phf,
-//! which the static musl build and the size budget do not afford.
+//! ```
+//! use twitter_text_pure::{parse_tweet, MAX_WEIGHTED_LENGTH};
+//!
+//! let parsed = parse_tweet("esx-07.rack12.example.com is up");
+//! assert_eq!(parsed.weighted_length, 29);
+//! assert!(parsed.valid && parsed.weighted_length <= MAX_WEIGHTED_LENGTH);
+//! assert_eq!(parsed.permillage, 103);
+//! assert_eq!((parsed.display_range_start, parsed.display_range_end), (0, 30));
+//! ```
+//!
+//! twitter-text's own conformance data runs against this crate (`tests/conformance.rs`). The
+//! `twitter-text` crate passes it too, but wraps the C++ library (`cxx`), which a static musl
+//! build and a small binary do not afford.
 
-pub mod emoji;
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod emoji;
 mod emoji_data;
-pub mod fit;
+mod fit;
 mod punycode;
-pub mod tld;
-pub mod urls;
+mod tld;
+mod urls;
 
 use std::ops::Range;
+
+pub use fit::{ELLIPSIS, fit, shorten};
 
 use unicode_normalization::UnicodeNormalization as _;
 
@@ -37,39 +52,78 @@ const SCALE: usize = 100;
 const LIGHT: usize = 100;
 const HEAVY: usize = 200;
 
-/// What X makes of a text (twitter-text's `parseTweet`).
+/// What X makes of a text: twitter-text's `parseTweet` results, in its terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parsed {
-    /// The weighted length, in characters.
+pub struct ParseResults {
+    /// The weighted length, in characters (`weightedLength`).
     pub weighted_length: usize,
     /// Whether X accepts the text: not empty, not over the limit, no invalid character.
     pub valid: bool,
     /// The weighted length in thousandths of the limit, rounded down.
     pub permillage: usize,
-    /// Index (UTF-16 units, inclusive) of the last character that still fits the limit.
+    /// Index (UTF-16 code units, inclusive) of the first character that fits: always 0.
+    pub valid_range_start: usize,
+    /// Index (UTF-16 code units, inclusive) of the last character that still fits the limit.
     pub valid_range_end: usize,
-    /// Index (UTF-16 units, inclusive) of the text's last character.
+    /// Index (UTF-16 code units) of the text's first character: always 0.
+    pub display_range_start: usize,
+    /// Index (UTF-16 code units, inclusive) of the text's last character.
     pub display_range_end: usize,
 }
 
+/// A URL as twitter-text's `extractUrlsWithIndices` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// The URL as it stands in the text.
+    pub url: String,
+    /// Where it starts and ends, in code points of the text (end exclusive).
+    pub indices: [usize; 2],
+}
+
 /// The weighted length of `text` in characters, as X counts it.
+///
+/// ```
+/// assert_eq!(twitter_text_pure::weighted_length("Hi http://test.co"), 26);
+/// assert_eq!(twitter_text_pure::weighted_length("酒場"), 4);
+/// ```
 pub fn weighted_length(text: &str) -> usize {
-    parse(text).weighted_length
+    parse_tweet(text).weighted_length
+}
+
+/// Every URL of `text`, in order, with its indices.
+///
+/// ```
+/// let urls = twitter_text_pure::extract_urls_with_indices("foo.com and https://t.co/abc");
+/// let found: Vec<&str> = urls.iter().map(|u| u.url.as_str()).collect();
+/// assert_eq!(found, ["foo.com", "https://t.co/abc"]);
+/// assert_eq!(urls[1].indices, [12, 28]);
+/// ```
+pub fn extract_urls_with_indices(text: &str) -> Vec<Url> {
+    let chars: Vec<char> = text.chars().collect();
+    urls::extract(&chars)
+        .into_iter()
+        .map(|r| Url {
+            url: chars[r.clone()].iter().collect(),
+            indices: [r.start, r.end],
+        })
+        .collect()
 }
 
 /// Counts `text` as X does.
-pub fn parse(text: &str) -> Parsed {
+pub fn parse_tweet(text: &str) -> ParseResults {
     let chars: Vec<char> = text.nfc().collect();
     let weighed = weigh(&chars);
     let original_len = text.encode_utf16().count();
     let normalized_len = chars.iter().map(|c| c.len_utf16()).sum::<usize>();
     let weighted_length = weighed.total / SCALE;
     let valid_range_end = (weighed.last_fitting_unit + original_len).saturating_sub(normalized_len);
-    Parsed {
+    ParseResults {
         weighted_length,
         valid: weighed.valid && weighed.total > 0 && weighed.total <= MAX_WEIGHTED_LENGTH * SCALE,
         permillage: weighted_length * 1000 / MAX_WEIGHTED_LENGTH,
+        valid_range_start: 0,
         valid_range_end,
+        display_range_start: 0,
         display_range_end: original_len.saturating_sub(1),
     }
 }
@@ -100,7 +154,7 @@ fn weigh(chars: &[char]) -> Weighed {
         // twitter-text checks the last unit of each piece; only single characters can be
         // invalid ones.
         if weighed.valid {
-            weighed.valid = !is_invalid(chars[piece.end - 1]);
+            weighed.valid = !is_invalid_char(chars[piece.end - 1]);
         }
         if weighed.valid && weighed.total <= MAX_WEIGHTED_LENGTH * SCALE {
             weighed.last_fitting_unit = unit - 1;
@@ -111,7 +165,7 @@ fn weigh(chars: &[char]) -> Weighed {
 
 /// The text cut into what X weighs as one: URLs, emoji, single code points; each with its
 /// weight in hundredths.
-pub fn pieces(chars: &[char]) -> Vec<(Range<usize>, usize)> {
+pub(crate) fn pieces(chars: &[char]) -> Vec<(Range<usize>, usize)> {
     let urls = urls::extract(chars);
     let emoji = emoji::extract(chars);
     let (mut next_url, mut next_emoji) = (urls.iter().peekable(), emoji.iter().peekable());
@@ -134,8 +188,9 @@ pub fn pieces(chars: &[char]) -> Vec<(Range<usize>, usize)> {
     pieces
 }
 
-/// Characters X does not accept in a post at all.
-pub fn is_invalid(c: char) -> bool {
+/// Whether X refuses `c` anywhere in a post (U+FFFE, U+FEFF, U+FFFF: twitter-text's
+/// `hasInvalidCharacters`).
+pub fn is_invalid_char(c: char) -> bool {
     matches!(c, '\u{FFFE}' | '\u{FEFF}' | '\u{FFFF}')
 }
 
@@ -147,7 +202,7 @@ fn char_weight(c: char) -> usize {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// What `extract` finds in `text`, as strings.
@@ -185,18 +240,18 @@ pub(crate) mod tests {
             weighted_length("see https://vcenter.lab.local/ui/app/host/host-42/summary now"),
             61
         );
-        let invalid = parse("ok\u{FEFF}");
+        let invalid = parse_tweet("ok\u{FEFF}");
         assert!(!invalid.valid);
-        assert!(parse("\u{202A}ok\u{202C}").valid);
-        assert!(!parse("").valid);
+        assert!(parse_tweet("\u{202A}ok\u{202C}").valid);
+        assert!(!parse_tweet("").valid);
     }
 
     #[test]
     fn cjk_counts_double_and_ascii_single() {
         assert_eq!(weighted_length("酒場"), 4);
         assert_eq!(weighted_length(&"a".repeat(280)), 280);
-        assert!(parse(&"a".repeat(280)).valid);
-        assert!(!parse(&"a".repeat(281)).valid);
+        assert!(parse_tweet(&"a".repeat(280)).valid);
+        assert!(!parse_tweet(&"a".repeat(281)).valid);
         assert_eq!(weighted_length(&"酒".repeat(141)), 282);
     }
 

@@ -11,7 +11,7 @@ use std::ops::Range;
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_segmentation::UnicodeSegmentation as _;
 
-use super::{MAX_WEIGHTED_LENGTH, SCALE, parse, pieces};
+use super::{MAX_WEIGHTED_LENGTH, SCALE, parse_tweet, pieces};
 
 /// What ends a shortened text. It weighs 2 (U+2026 is outside the light ranges).
 pub const ELLIPSIS: char = '…';
@@ -22,13 +22,13 @@ const NEAR: usize = 25;
 /// with [`ELLIPSIS`] after it, preferably cut at the end of a word. `None` when not even one
 /// character fits, or when the text holds a character X refuses anywhere.
 pub fn fit(text: &str) -> Option<String> {
-    if parse(text).valid {
+    if parse_tweet(text).valid {
         return Some(text.to_string());
     }
-    if text.chars().any(super::is_invalid) {
+    if text.chars().any(super::is_invalid_char) {
         return None;
     }
-    shorten(text, |candidate| parse(candidate).valid)
+    shorten(text, |candidate| parse_tweet(candidate).valid)
 }
 
 /// The longest prefix of `text`, ended with [`ELLIPSIS`], that `accept` takes: cut at the end

@@ -1,14 +1,14 @@
-//! The text counter on hostile input: each family of `tests/support/hostile_texts.rs` at
+//! The text counter on hostile input: each family of `tests/hostile_texts.rs` at
 //! 64 KiB, 256 KiB and 1 MiB (the agent's input limit), counted (`count`, the relay's
 //! check) and fitted (`post --fit`). Linear work shows as 4x the time for 4x the text.
 //! `make bench` runs it and keeps the table in `bench/counter.md`.
 
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/hostile_texts.rs"]
+#[path = "../tests/hostile_texts.rs"]
 mod hostile_texts;
 
-use esxi_tweet::twitter_text;
+use twitter_text_pure as twitter_text;
 
 fn least_time(mut work: impl FnMut()) -> Duration {
     (0..3)
@@ -42,7 +42,7 @@ fn main() {
             .iter()
             .map(|t| {
                 least_time(|| {
-                    std::hint::black_box(twitter_text::parse(t));
+                    std::hint::black_box(twitter_text::parse_tweet(t));
                 })
             })
             .collect();
@@ -50,7 +50,7 @@ fn main() {
             .iter()
             .map(|t| {
                 least_time(|| {
-                    std::hint::black_box(twitter_text::fit::fit(t));
+                    std::hint::black_box(twitter_text::fit(t));
                 })
             })
             .collect();

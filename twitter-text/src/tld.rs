@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 const TLD_LIB: &str = include_str!("tld_lib.yml");
 
 /// The two lists, in the order twitter-text tries them.
-pub struct Tlds {
+pub(crate) struct Tlds {
     generic: HashSet<&'static str>,
     country: HashSet<&'static str>,
     /// The longest entry, in characters: how far a lookup has to look.
@@ -19,7 +19,7 @@ pub struct Tlds {
 
 /// Which list a top-level domain was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `com`, `みんな`, `onion`...
     Generic,
     /// `jp`, `co`, `中国`...
@@ -28,12 +28,12 @@ pub enum Kind {
 
 impl Tlds {
     /// The embedded lists.
-    pub fn get() -> &'static Tlds {
+    pub(crate) fn get() -> &'static Tlds {
         static TLDS: OnceLock<Tlds> = OnceLock::new();
-        TLDS.get_or_init(|| Tlds::parse(TLD_LIB))
+        TLDS.get_or_init(|| Tlds::parse_tweet(TLD_LIB))
     }
 
-    fn parse(yaml: &'static str) -> Tlds {
+    fn parse_tweet(yaml: &'static str) -> Tlds {
         let mut tlds = Tlds {
             generic: HashSet::new(),
             country: HashSet::new(),
@@ -65,7 +65,7 @@ impl Tlds {
     /// The longest top-level domain of `kind` at the start of `text` that a character X allows
     /// after a domain follows (anything but an ASCII letter or digit, `@`, `+` or `-`), or the
     /// end of the text. Returns its length in characters. Letters compare without case.
-    pub fn longest_at(&self, text: &[char], kind: Kind) -> Option<usize> {
+    pub(crate) fn longest_at(&self, text: &[char], kind: Kind) -> Option<usize> {
         let set = match kind {
             Kind::Generic => &self.generic,
             Kind::Country => &self.country,
@@ -90,17 +90,6 @@ impl Tlds {
             }
         }
         found
-    }
-
-    /// Every entry of `kind`, for tests that compare the list with the conformance data.
-    /// (None holds ASCII punctuation or white space, which [`Tlds::longest_at`] relies on;
-    /// a test checks.)
-    pub fn entries(&self, kind: Kind) -> Vec<&'static str> {
-        let set = match kind {
-            Kind::Generic => &self.generic,
-            Kind::Country => &self.country,
-        };
-        set.iter().copied().collect()
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::tld::{Kind, Tlds};
-use super::{is_invalid, punycode};
+use super::{is_invalid_char, punycode};
 
 /// The longest URL X accepts, in UTF-16 units, scheme counted (twice, as twitter-text does).
 const MAX_URL_LENGTH: usize = 4096;
@@ -27,7 +27,7 @@ const MAX_LABEL_LENGTH: usize = 63;
 const MAX_TCO_SLUG_LENGTH: usize = 40;
 
 /// Every URL of `text`, left to right, as code point ranges.
-pub fn extract(text: &[char]) -> Vec<Range<usize>> {
+pub(crate) fn extract(text: &[char]) -> Vec<Range<usize>> {
     if !text.contains(&'.') {
         return Vec::new();
     }
@@ -454,13 +454,13 @@ fn utf16_len(text: &[char]) -> usize {
 fn is_url_preceding(c: char) -> bool {
     !(c.is_ascii_alphanumeric()
         || matches!(c, '@' | '\u{FF20}' | '$' | '#' | '\u{FF03}')
-        || is_invalid(c))
+        || is_invalid_char(c))
 }
 
 /// What a host label may be made of: anything but ASCII punctuation, white space, the
 /// invalid characters and the directional marks.
 fn is_domain_char(c: char) -> bool {
-    !(is_punct(c) || is_space(c) || is_invalid(c) || is_directional(c))
+    !(is_punct(c) || is_space(c) || is_invalid_char(c) || is_directional(c))
 }
 
 /// twitter-text's punctuation (`"` and `` ` `` are not in it).

@@ -25,7 +25,7 @@ fn sequences() -> &'static HashSet<&'static str> {
 }
 
 /// The length in code points of the emoji that starts `text`, if one does.
-pub fn emoji_at(text: &[char]) -> Option<usize> {
+pub(crate) fn emoji_at(text: &[char]) -> Option<usize> {
     let &first = text.first()?;
     if first.is_ascii() && !matches!(first, '#' | '*' | '0'..='9') {
         return None;
@@ -51,7 +51,7 @@ pub fn emoji_at(text: &[char]) -> Option<usize> {
 }
 
 /// Every emoji of `text`, left to right, as code point ranges.
-pub fn extract(text: &[char]) -> Vec<Range<usize>> {
+pub(crate) fn extract(text: &[char]) -> Vec<Range<usize>> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < text.len() {
