@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build build-deps test-deps msrv bundle bundle-config vib install uninstall test lint clean bench bench-counter demo bench-tools soak
+.PHONY: all build build-deps test-deps msrv bundle bundle-config vib install uninstall test package-check lint clean bench bench-counter demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build vib $(if $(CONFIG),bundle)
@@ -79,7 +79,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(INSTALLED))
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/esxi-tweet
 
-test: test-deps build vib lint
+test: test-deps build vib lint package-check
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
 
 # Benchmarks: timing targets live here, never in `make test`.
@@ -104,6 +104,10 @@ demo: build bench-tools
 # cases for each parser property test (failures are kept in proptest-regressions/).
 soak: build
 	SOAK=1 AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked -p autodeploy-cache -- --test-threads=1 --nocapture crash load fuzz a_large_object
+
+# twitter-text-pure is a crate of its own: it must package (and build) alone.
+package-check:
+	$(CARGO) package --locked --allow-dirty -q -p twitter-text-pure
 
 lint:
 	$(CARGO) fmt --all -- --check
