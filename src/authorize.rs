@@ -20,14 +20,7 @@ use crate::error::Error;
 use crate::oauth::{self, ProtocolParams};
 use crate::transport::{SendError, Transport};
 
-/// An app's consumer key pair: all the flow needs to start.
-#[derive(Debug, Clone)]
-pub struct AppKeys {
-    /// `oauth_consumer_key`.
-    pub consumer_key: String,
-    /// The consumer secret.
-    pub consumer_secret: Secret,
-}
+pub use crate::credentials::AppKeys;
 
 /// What the flow ends with.
 #[derive(Debug, Clone)]

@@ -108,14 +108,14 @@ pub fn resolve_app_keys(
     env: &dyn Fn(&str) -> Option<String>,
     file: Option<&FileConfig>,
     file_path: Option<&Path>,
-) -> Result<crate::authorize::AppKeys, Error> {
+) -> Result<crate::credentials::AppKeys, Error> {
     let from_env = |var: &str| env(var).filter(|v| !v.is_empty());
     let consumer_key = from_env(CREDENTIAL_VARS[0].0).or_else(|| file?.consumer_key.clone());
     let consumer_secret = from_env(CREDENTIAL_VARS[1].0)
         .map(Secret::new)
         .or_else(|| file?.consumer_secret.clone());
     match (consumer_key, consumer_secret) {
-        (Some(consumer_key), Some(consumer_secret)) => Ok(crate::authorize::AppKeys {
+        (Some(consumer_key), Some(consumer_secret)) => Ok(crate::credentials::AppKeys {
             consumer_key,
             consumer_secret,
         }),

@@ -57,6 +57,15 @@ impl fmt::Display for Credentials {
     }
 }
 
+/// An app's consumer key pair: all the PIN flow (`authorize`) needs to start.
+#[derive(Debug, Clone)]
+pub struct AppKeys {
+    /// `oauth_consumer_key`.
+    pub consumer_key: String,
+    /// The consumer secret.
+    pub consumer_secret: Secret,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

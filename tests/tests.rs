@@ -11,6 +11,7 @@ mod cli_post;
 mod cli_sign_and_config;
 mod defang;
 mod esxi_compat;
+mod layout;
 mod make;
 mod relay;
 mod signer_property;
