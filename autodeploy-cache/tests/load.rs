@@ -10,6 +10,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::support::eventually;
 use crate::support::origin::{Origin, expected};
 
 fn soak() -> bool {
@@ -115,7 +116,12 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
         assert_eq!(body, expected(i, 0, 4096));
     }
     drop(warm);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let port = crate::support::port_of(&addr);
+    let closed = || {
+        crate::support::sockets("established", &format!("sport = :{port}")) == 0
+            && crate::support::sockets("close-wait", &format!("sport = :{port}")) == 0
+    };
+    assert!(eventually(Duration::from_secs(10), closed).await);
     let (fds_before, rss_before) = (fds(pid), crate::support::proc_status_kib(pid, "VmRSS"));
 
     // Three equal phases: what the proxy keeps (open entries, idle upstream connections,
@@ -125,8 +131,8 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
     let mut latencies = Vec::new();
     for phase in 0..3 {
         latencies.extend(run_phase(&addr, connections, duration / 3, phase).await);
-        // Let the clients' sockets close on both sides.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The clients' sockets closed on both sides.
+        assert!(eventually(Duration::from_secs(10), closed).await);
         after.push((fds(pid), crate::support::proc_status_kib(pid, "VmRSS")));
     }
     latencies.sort();

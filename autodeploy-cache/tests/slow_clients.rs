@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::support::origin::Origin;
-use crate::support::{Proxy, get};
+use crate::support::{Proxy, eventually, get};
 
 async fn proxy_with(
     dir: &std::path::Path,
@@ -128,7 +128,15 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
     for _ in 0..20 {
         held.push(TcpStream::connect(proxy.addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let port = crate::support::port_of(&proxy.addr.to_string());
+    // The proxy has accepted them all (its side of each is established).
+    assert!(
+        eventually(Duration::from_secs(10), || crate::support::sockets(
+            "established",
+            &format!("sport = :{port}")
+        ) >= 20)
+        .await
+    );
     // Every booting host that comes now is served (and keeps its connection).
     let mut hosts = Vec::new();
     for i in 0..20 {
@@ -165,7 +173,12 @@ async fn at_the_cap_with_every_connection_busy_new_ones_are_refused_quickly() {
         stream.write_all(request.as_bytes()).await.unwrap();
         busy.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every transfer is under way: the origin has sent each its first byte.
+    assert!(
+        eventually(Duration::from_secs(10), || (0..10)
+            .all(|i| origin.sent(&format!("/blob/1000?seed={i}&stall=1")) > 0))
+        .await
+    );
     let mut refused = 0;
     for _ in 0..10 {
         let mut extra = TcpStream::connect(proxy.addr).await.unwrap();
@@ -208,10 +221,15 @@ async fn one_client_address_holds_at_most_its_share() {
     let origin = Origin::start(dir.path()).await;
     let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections_per_client = 5).await;
     let mut held = Vec::new();
-    for _ in 0..12 {
+    let port = crate::support::port_of(&proxy.addr.to_string());
+    for i in 0..12 {
         held.push(TcpStream::connect(proxy.addr).await.unwrap());
-        // In order: each new one closes the oldest of this client's.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // In order: each is accepted (and the oldest of this client's closed) before the next.
+        let accepted = eventually(Duration::from_secs(10), || {
+            crate::support::sockets("established", &format!("sport = :{port}")) >= (i + 1).min(5)
+        })
+        .await;
+        assert!(accepted);
     }
     let mut open = 0;
     for stream in &mut held {
@@ -301,9 +319,16 @@ async fn clients_that_stop_reading_are_dropped_and_do_not_lock_others_out() {
         "served only after the send timeout: {:?}",
         started.elapsed()
     );
-    // After the send timeout the proxy has closed them: what they can still read is what the
-    // kernel buffered, then the end, never the whole object.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // After the send timeout the proxy closes them (its side of each leaves ESTABLISHED;
+    // their FIN waits behind the unread bytes): what they can still read is what the kernel
+    // buffered, then the end, never the whole object. Reading before that would let the proxy
+    // go on sending.
+    let port = crate::support::port_of(&proxy.addr.to_string());
+    let closed = eventually(Duration::from_secs(15), || {
+        crate::support::sockets("established", &format!("sport = :{port}")) == 0
+    })
+    .await;
+    assert!(closed, "the proxy did not close the stalled connections");
     for mut stream in stalled {
         let (_, got) = until_closed(&mut stream, Duration::from_secs(10))
             .await

@@ -77,7 +77,8 @@ async fn a_client_that_leaves_does_not_stop_the_fill() {
     let target = format!("/blob/{}?seed=22&rate={}", 2 << 20, 4 << 20);
     let url = proxy.url(&target);
     let leaver = tokio::spawn(stream_check(url.clone(), 22));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // It leaves once the fill is under way.
+    assert!(eventually(Duration::from_secs(10), || origin.sent(&target) > 0).await);
     leaver.abort();
     assert!(
         eventually(Duration::from_secs(20), || cache_files(

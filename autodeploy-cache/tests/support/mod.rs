@@ -476,3 +476,19 @@ pub async fn measuring_alone() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
 }
+
+/// How many TCP sockets on this machine are in `state` (as `ss` names it: `established`,
+/// `close-wait`...) with `filter` (e.g. `sport = :5100`): what a test polls instead of
+/// sleeping while connections open or close.
+pub fn sockets(state: &str, filter: &str) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-tnH", "state", state, filter])
+        .output()
+        .expect("ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// The port of `addr` (`127.0.0.1:5100`).
+pub fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap_or_default().to_string()
+}
