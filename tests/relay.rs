@@ -62,6 +62,24 @@ impl Setup {
         }
     }
 
+    /// The fake X API, behaving as `behaviour` says.
+    fn x(&self, behaviour: Behaviour) -> FakeX {
+        FakeX::start(self.home.path(), behaviour)
+    }
+
+    /// The fake X API, giving these answers first.
+    fn x_answering(&self, answers: impl IntoIterator<Item = Canned>) -> FakeX {
+        self.x(Behaviour {
+            script: answers.into_iter().collect(),
+            ..Default::default()
+        })
+    }
+
+    /// The fake X API, failing (503) `n` times.
+    fn x_down(&self, n: usize) -> FakeX {
+        self.x_answering(std::iter::repeat_n(Canned::new(503, "{}"), n))
+    }
+
     /// `esxi-tweet serve` with credentials and this setup's spool, then `args`.
     fn serve(&self, args: &[&str]) -> Command {
         let mut cmd = agent(self.home.path());
@@ -178,6 +196,18 @@ impl Relay {
         self.request(&head, body)
     }
 
+    /// `GET path`: status and body.
+    fn get(&self, path: &str) -> (u16, String) {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: r\r\n\r\n"), b"")
+    }
+
+    /// SIGTERM, and the exit status once it stopped.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(40))
+            .expect("SIGTERM ends the relay")
+    }
+
     fn alert(&self, body: &[u8]) -> (u16, String) {
         self.post("/alertmanager", Some(TOKEN), "application/json", body)
     }
@@ -214,6 +244,9 @@ impl Drop for Relay {
     }
 }
 
+const UNAUTHORIZED: &str =
+    r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
+
 fn weighted(text: &str) -> usize {
     esxi_tweet::twitter_text::weighted_length(text)
 }
@@ -221,7 +254,7 @@ fn weighted(text: &str) -> usize {
 #[test]
 fn an_alert_group_posts_once_and_its_resolution_answers_it() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &[]);
     let firing = payload("alertmanager-firing.json");
     assert_eq!(relay.alert(&firing).0, 200);
@@ -276,7 +309,7 @@ fn an_alert_group_posts_once_and_its_resolution_answers_it() {
 #[test]
 fn grafana_and_plain_texts_are_posted_and_repeats_made_distinct() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--json"]);
     assert_eq!(relay.alert(&payload("grafana-firing.json")).0, 200);
     assert!(
@@ -322,7 +355,7 @@ fn grafana_and_plain_texts_are_posted_and_repeats_made_distinct() {
 #[test]
 fn tokens_bodies_and_framing_are_checked_before_anything_is_spooled() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--max-body-size", "64k"]);
     let firing = payload("alertmanager-firing.json");
     assert_eq!(
@@ -352,12 +385,7 @@ fn tokens_bodies_and_framing_are_checked_before_anything_is_spooled() {
     assert_eq!(relay.request(&two_lengths, b"").0, 400);
     let head = format!("GET / HTTP/1.1\r\n{}\r\n", "X-Pad: a\r\n".repeat(100));
     assert_eq!(relay.request(&head, b"").0, 431);
-    assert_eq!(
-        relay
-            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .0,
-        200
-    );
+    assert_eq!(relay.get("/healthz").0, 200);
     assert_eq!(
         relay
             .request("DELETE /post HTTP/1.1\r\nHost: r\r\n\r\n", b"")
@@ -375,7 +403,7 @@ fn tokens_bodies_and_framing_are_checked_before_anything_is_spooled() {
         "{}",
         relay.log()
     );
-    let metrics = || relay.request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"");
+    let metrics = || relay.get("/metrics");
     assert!(eventually(Duration::from_secs(5), || metrics()
         .1
         .contains("posted_total 1")));
@@ -399,7 +427,7 @@ fn tokens_bodies_and_framing_are_checked_before_anything_is_spooled() {
 #[test]
 fn the_budget_folds_a_pile_up_into_one_digest() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--max-posts", "1/3s"]);
     assert_eq!(relay.text("first").0, 200);
     assert!(eventually(Duration::from_secs(10), || x.posts().len() == 1));
@@ -433,11 +461,7 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
         1,
         "{digest}"
     );
-    let metrics = || {
-        relay
-            .request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .1
-    };
+    let metrics = || relay.get("/metrics").1;
     assert!(eventually(Duration::from_secs(5), || metrics()
         .contains("esxi_tweet_relay_digests_total 1")));
     let metrics = metrics();
@@ -472,7 +496,7 @@ fn through_a_limit(answer: Canned, reset: u64, first: &str, second: &str) -> (Fa
         script: [answer.header("x-rate-limit-reset", &reset.to_string())].into(),
         ..Default::default()
     };
-    let x = FakeX::start(setup.home.path(), behaviour);
+    let x = setup.x(behaviour);
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.text(first).0, 200);
     assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
@@ -513,28 +537,19 @@ fn a_429_waits_for_the_reset_then_posts_what_waited() {
 #[test]
 fn sigterm_keeps_the_spool_and_a_restart_posts_it() {
     let setup = Setup::new();
-    let down = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
-            ..Default::default()
-        },
-    );
+    let down = setup.x_down(100);
     let mut relay = setup.start(&down, &[]);
     assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
     assert_eq!(relay.text("esx-09 is up").0, 200);
     assert!(eventually(Duration::from_secs(10), || !down
         .received()
         .is_empty()));
-    relay.signal(libc::SIGTERM);
-    let status = relay
-        .wait_exit(Duration::from_secs(40))
-        .expect("SIGTERM ends the relay");
+    let status = relay.stop();
     assert!(status.success(), "{status:?}: {}", relay.log());
     assert!(relay.log().contains("stopped spooled=2"), "{}", relay.log());
     assert_eq!(setup.spooled(), 2);
 
-    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let up = setup.x(Behaviour::default());
     let relay = setup.start(&up, &[]);
     assert!(
         eventually(Duration::from_secs(15), || up.posts().len() == 2),
@@ -554,14 +569,11 @@ fn sigterm_keeps_the_spool_and_a_restart_posts_it() {
 #[test]
 fn kill_9_while_posting_neither_loses_nor_doubles_the_post() {
     let setup = Setup::new();
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            delayed_answers: 1,
-            answer_delay: Duration::from_secs(5),
-            ..Default::default()
-        },
-    );
+    let x = setup.x(Behaviour {
+        delayed_answers: 1,
+        answer_delay: Duration::from_secs(5),
+        ..Default::default()
+    });
     let mut relay = setup.start(&x, &[]);
     assert_eq!(relay.text("vc01 upgraded to 9.0").0, 200);
     // X has made the post but not yet answered: the relay is mid-request.
@@ -587,7 +599,7 @@ fn kill_9_while_posting_neither_loses_nor_doubles_the_post() {
 #[test]
 fn a_relay_reachable_from_other_hosts_needs_a_token() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let mut cmd = setup.serve(&["--listen", "0.0.0.0:0", "--api-base", &x.base_url()]);
     let out = crate::support::run(&mut cmd, None);
     assert_eq!(out.code, 64, "{out:?}");
@@ -632,21 +644,13 @@ fn slow_clients(port: u16, count: usize, stop: Arc<AtomicBool>) -> std::thread::
 #[test]
 fn slow_and_idle_clients_cannot_keep_a_real_sender_out() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--max-posts", "100/1h"]);
     let stop = Arc::new(AtomicBool::new(false));
     // More than the relay's connection cap, half trickling a head, half saying nothing.
     let attacker = slow_clients(relay.port, 200, stop.clone());
-    let healthz = || {
-        relay
-            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .0
-    };
-    let metrics = || {
-        relay
-            .request("GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .1
-    };
+    let healthz = || relay.get("/healthz").0;
+    let metrics = || relay.get("/metrics").1;
     assert!(
         eventually(Duration::from_secs(10), || !metrics()
             .contains("shed_connections_total 0")),
@@ -677,7 +681,7 @@ fn slow_and_idle_clients_cannot_keep_a_real_sender_out() {
 #[test]
 fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let template = setup.home.path().join("template.txt");
     std::fs::write(
         &template,
@@ -730,7 +734,7 @@ fn now_secs() -> u64 {
 #[test]
 fn alert_values_reach_the_account_as_plain_text() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.alert(&payload("alertmanager-hostile.json")).0, 200);
     assert!(
@@ -747,7 +751,7 @@ fn alert_values_reach_the_account_as_plain_text() {
 #[test]
 fn a_new_group_flushed_twice_is_announced_once() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--settle", "2s"]);
     // Alertmanager after a restart: the group at once with one alert, then with all three.
     let firing = String::from_utf8(payload("alertmanager-firing.json")).unwrap();
@@ -769,7 +773,7 @@ fn a_new_group_flushed_twice_is_announced_once() {
 #[test]
 fn browsers_and_foreign_host_names_cannot_post_without_a_token() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start_bare(&x, &["--settle", "0"]);
     let post = |host: &str, origin: &str| {
         let head = format!(
@@ -793,7 +797,7 @@ fn browsers_and_foreign_host_names_cannot_post_without_a_token() {
 #[test]
 fn the_head_limit_is_exactly_16_kib() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &[]);
     let head = |size: usize| {
         let start = "GET /healthz HTTP/1.1\r\nHost: r\r\nX-Pad: ";
@@ -820,13 +824,7 @@ fn a_token_file_others_can_read_is_refused() {
 #[test]
 fn the_spool_is_bounded_in_bytes() {
     let setup = Setup::new();
-    let down = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
-            ..Default::default()
-        },
-    );
+    let down = setup.x_down(100);
     let relay = setup.start(
         &down,
         &["--max-spool-size", "1m", "--max-body-size", "256k"],
@@ -858,20 +856,13 @@ fn the_spool_is_bounded_in_bytes() {
 #[test]
 fn a_corrupt_state_is_set_aside_and_the_spool_still_posted() {
     let setup = Setup::new();
-    let down = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: std::iter::repeat_n(Canned::new(503, "{}"), 100).collect(),
-            ..Default::default()
-        },
-    );
+    let down = setup.x_down(100);
     let mut relay = setup.start(&down, &[]);
     assert_eq!(relay.text("esx-07 is up").0, 200);
-    relay.signal(libc::SIGTERM);
-    relay.wait_exit(Duration::from_secs(40)).expect("stopped");
+    relay.stop();
     std::fs::write(setup.spool.join("state.json"), b"{\"threads\": {\"g\": ").unwrap();
 
-    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let up = setup.x(Behaviour::default());
     let relay = setup.start(&up, &[]);
     assert!(
         eventually(Duration::from_secs(10), || up.posted() == ["esx-07 is up"]),
@@ -889,27 +880,16 @@ fn a_corrupt_state_is_set_aside_and_the_spool_still_posted() {
                 .starts_with("state.json.corrupt-")
         });
     assert!(aside);
-    assert_eq!(
-        relay
-            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .0,
-        200
-    );
+    assert_eq!(relay.get("/healthz").0, 200);
 }
 
 #[test]
 fn refused_credentials_stop_the_relay_at_start() {
     let setup = Setup::new();
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            me: Some(Canned::new(
-                401,
-                r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#,
-            )),
-            ..Default::default()
-        },
-    );
+    let x = setup.x(Behaviour {
+        me: Some(Canned::new(401, UNAUTHORIZED)),
+        ..Default::default()
+    });
     let mut cmd = setup.serve(&["--listen", "127.0.0.1:0", "--token-file"]);
     cmd.arg(&setup.token_file);
     x.client(&mut cmd);
@@ -930,7 +910,7 @@ fn refused_credentials_stop_the_relay_at_start() {
 #[test]
 fn the_account_is_named_at_start_and_a_limited_check_is_no_failure() {
     let setup = Setup::new();
-    let x = FakeX::start(setup.home.path(), Behaviour::default());
+    let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &[]);
     assert!(
         relay.log().contains("account name=@esx_announcer"),
@@ -938,16 +918,13 @@ fn the_account_is_named_at_start_and_a_limited_check_is_no_failure() {
         relay.log()
     );
     drop(relay);
-    let limited = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            me: Some(Canned::new(
-                429,
-                r#"{"title":"Too Many Requests","status":429}"#,
-            )),
-            ..Default::default()
-        },
-    );
+    let limited = setup.x(Behaviour {
+        me: Some(Canned::new(
+            429,
+            r#"{"title":"Too Many Requests","status":429}"#,
+        )),
+        ..Default::default()
+    });
     let relay = setup.start(&limited, &[]);
     assert_eq!(relay.text("still posts").0, 200);
     assert!(eventually(Duration::from_secs(10), || limited.posted()
@@ -957,20 +934,13 @@ fn the_account_is_named_at_start_and_a_limited_check_is_no_failure() {
 #[test]
 fn credentials_refused_later_turn_healthz_red() {
     let setup = Setup::new();
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: [Canned::new(
-                401,
-                r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#,
-            )]
-            .into(),
-            ..Default::default()
-        },
-    );
+    let x = setup.x(Behaviour {
+        script: [Canned::new(401, UNAUTHORIZED)].into(),
+        ..Default::default()
+    });
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.text("esx-07 is up").0, 200);
-    let healthz = || relay.request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"");
+    let healthz = || relay.get("/healthz");
     assert!(
         eventually(Duration::from_secs(10), || healthz().0 == 503),
         "{}",
@@ -986,13 +956,7 @@ fn a_reset_in_year_10000_neither_crashes_nor_holds_for_years() {
     let far = Canned::new(429, r#"{"title":"Too Many Requests","status":429}"#)
         .header("x-rate-limit-remaining", "0")
         .header("x-rate-limit-reset", "253402300800");
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: [far].into(),
-            ..Default::default()
-        },
-    );
+    let x = setup.x_answering([far]);
     let mut relay = setup.start(&x, &[]);
     assert_eq!(relay.text("esx-07 is up").0, 200);
     assert!(
@@ -1004,16 +968,10 @@ fn a_reset_in_year_10000_neither_crashes_nor_holds_for_years() {
     );
     let held = saved_state(&setup)["blocked_until"].as_u64().unwrap();
     assert!(held <= now_secs() + 24 * 3600 + 5, "{held}");
-    assert_eq!(
-        relay
-            .request("GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n", b"")
-            .0,
-        200
-    );
+    assert_eq!(relay.get("/healthz").0, 200);
     assert_eq!(relay.child.try_wait().unwrap(), None, "still running");
     // A restart with that state starts (no crash loop) and still waits.
-    relay.signal(libc::SIGTERM);
-    assert!(relay.wait_exit(Duration::from_secs(40)).unwrap().success());
+    assert!(relay.stop().success());
     let relay = setup.start(&x, &[]);
     assert!(relay.log().contains("listening"), "{}", relay.log());
 }
@@ -1026,13 +984,7 @@ fn a_spent_day_holds_the_relay_whatever_the_window_says() {
         .header("x-rate-limit-reset", &now.to_string())
         .header("x-app-limit-24hour-remaining", "0")
         .header("x-app-limit-24hour-reset", &(now + 4).to_string());
-    let x = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: [daily].into(),
-            ..Default::default()
-        },
-    );
+    let x = setup.x_answering([daily]);
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.text("esx-07 is up").0, 200);
     assert!(eventually(Duration::from_secs(10), || x.received().len() >= 2));
@@ -1068,23 +1020,16 @@ fn peak_memory(pid: u32) -> u64 {
 #[test]
 fn a_digest_of_a_full_spool_reads_one_entry_at_a_time() {
     let setup = Setup::new();
-    let down = FakeX::start(
-        setup.home.path(),
-        Behaviour {
-            script: std::iter::repeat_n(Canned::new(503, "{}"), 1000).collect(),
-            ..Default::default()
-        },
-    );
+    let down = setup.x_down(1000);
     let mut relay = setup.start(&down, &[]);
     // 96 MiB waiting, far more than the relay may hold in memory at once.
     for i in 0..96 {
         let text = format!("{i} {}", "x".repeat(1024 * 1024 - 16));
         assert_eq!(relay.text(&text).0, 200, "{}", relay.log());
     }
-    relay.signal(libc::SIGTERM);
-    relay.wait_exit(Duration::from_secs(40)).expect("stopped");
+    relay.stop();
 
-    let up = FakeX::start(setup.home.path(), Behaviour::default());
+    let up = setup.x(Behaviour::default());
     let relay = setup.start(&up, &[]);
     assert!(
         eventually(Duration::from_secs(60), || setup.spooled() == 0),
