@@ -201,6 +201,15 @@ impl Relay {
         self.request(&format!("GET {path} HTTP/1.1\r\nHost: r\r\n\r\n"), b"")
     }
 
+    /// Waits (at most 15 s) until `x` holds `n` posts; the relay's log says why not.
+    fn wait_for_posts(&self, x: &FakeX, n: usize) {
+        assert!(
+            eventually(Duration::from_secs(15), || x.posts().len() == n),
+            "{}",
+            self.log()
+        );
+    }
+
     /// SIGTERM, and the exit status once it stopped.
     fn stop(&mut self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM);
@@ -258,11 +267,7 @@ fn an_alert_group_posts_once_and_its_resolution_answers_it() {
     let relay = setup.start(&x, &[]);
     let firing = payload("alertmanager-firing.json");
     assert_eq!(relay.alert(&firing).0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     let first = x.posts()[0].clone();
     assert!(
         first
@@ -282,11 +287,7 @@ fn an_alert_group_posts_once_and_its_resolution_answers_it() {
     );
 
     assert_eq!(relay.alert(&payload("alertmanager-resolved.json")).0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 2),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 2);
     let second = x.posts()[1].clone();
     assert!(
         second.text.starts_with("[RESOLVED] DatastoreUsage"),
@@ -312,11 +313,7 @@ fn grafana_and_plain_texts_are_posted_and_repeats_made_distinct() {
     let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &["--json"]);
     assert_eq!(relay.alert(&payload("grafana-firing.json")).0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     assert_eq!(
         x.posts()[0].text,
         "[FIRING:2] High memory usage: This alert was triggered for zone us-1"
@@ -334,11 +331,7 @@ fn grafana_and_plain_texts_are_posted_and_repeats_made_distinct() {
     );
     assert!(eventually(Duration::from_secs(10), || x.posts().len() == 2));
     assert_eq!(relay.text("backup of vc01 done\n").0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 3),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 3);
     let texts: Vec<String> = x.posts().into_iter().map(|p| p.text).collect();
     assert_eq!(
         texts[1..],
@@ -437,11 +430,7 @@ fn the_budget_folds_a_pile_up_into_one_digest() {
     // The same group twice while waiting: the digest names it once.
     assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
     assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
-    assert!(
-        eventually(Duration::from_secs(15), || x.posts().len() == 2),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 2);
     // Signed times, whole seconds: the budget held the second post for its window.
     let signed: Vec<u64> = x
         .received()
@@ -501,11 +490,7 @@ fn through_a_limit(answer: Canned, reset: u64, first: &str, second: &str) -> (Fa
     assert_eq!(relay.text(first).0, 200);
     assert!(eventually(Duration::from_secs(10), || x.received().len() == 1));
     assert_eq!(relay.text(second).0, 200);
-    assert!(
-        eventually(Duration::from_secs(15), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     // The post that followed the limit was signed once it had lifted.
     let post = x
         .received()
@@ -551,11 +536,7 @@ fn sigterm_keeps_the_spool_and_a_restart_posts_it() {
 
     let up = setup.x(Behaviour::default());
     let relay = setup.start(&up, &[]);
-    assert!(
-        eventually(Duration::from_secs(15), || up.posts().len() == 2),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&up, 2);
     let texts: Vec<String> = up.posts().into_iter().map(|p| p.text).collect();
     assert!(
         texts[0].starts_with("[FIRING:3] DatastoreUsage"),
@@ -690,11 +671,7 @@ fn a_template_shapes_the_line_and_a_bad_one_is_refused_at_start() {
     .unwrap();
     let relay = setup.start(&x, &["--template", template.to_str().unwrap()]);
     assert_eq!(relay.alert(&payload("alertmanager-firing.json")).0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     assert_eq!(
         x.posts()[0].text,
         "warning: DatastoreUsage is FIRING:3 on esx-07, esx-08, esx-09 (3)"
@@ -737,11 +714,7 @@ fn alert_values_reach_the_account_as_plain_text() {
     let x = setup.x(Behaviour::default());
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.alert(&payload("alertmanager-hostile.json")).0, 200);
-    assert!(
-        eventually(Duration::from_secs(10), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     assert_eq!(
         x.posts()[0].text,
         "[FIRING:1] TenantAlert on evil: ping @ POTUS and # breaking: $ TSLA down, log in at https://phish[.]example[.]com/login gnp.exe now"
@@ -988,11 +961,7 @@ fn a_spent_day_holds_the_relay_whatever_the_window_says() {
     let relay = setup.start(&x, &[]);
     assert_eq!(relay.text("esx-07 is up").0, 200);
     assert!(eventually(Duration::from_secs(10), || x.received().len() >= 2));
-    assert!(
-        eventually(Duration::from_secs(15), || x.posts().len() == 1),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_posts(&x, 1);
     let posts: Vec<_> = x
         .received()
         .into_iter()

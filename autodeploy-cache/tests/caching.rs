@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{Proxy, cache_files, eventually, fetch, get, setup, temp_files};
+use crate::support::{Proxy, Setup, cache_files, eventually, fetch, get, setup, temp_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_with_identical_bodies() {
@@ -318,15 +318,11 @@ async fn expired_entries_are_revalidated_with_their_etag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_entries_are_served_while_the_upstream_is_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup {
+        dir,
+        mut origin,
+        proxy,
+    } = setup(&[]).await;
     let target = "/blob/3000?seed=11&cc=max-age=0";
     assert_eq!(get(&proxy.url(target)).await.cache(), "MISS");
     let cache = dir.path().join("cache");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
 use crate::support::raw;
-use crate::support::{Proxy, cache_files, eventually, fetch, get};
+use crate::support::{Proxy, Setup, cache_files, eventually, fetch, get, setup};
 
 fn config(
     origin: &Origin,
@@ -63,15 +63,7 @@ async fn a_stalled_upstream_body_ends_the_fill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_serve_stale_and_recovery_refills() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup { dir, origin, proxy } = setup(&[]).await;
     // Stale as soon as stored: no waiting for expiry.
     let target = "/blob/5000?seed=51&cc=max-age=0";
     assert_eq!(get(&proxy.url(target)).await.cache(), "MISS");
@@ -137,15 +129,11 @@ async fn a_damaged_entry_file_is_a_miss_and_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_smuggling_requests_are_refused_before_the_origin() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup {
+        dir: _dir,
+        origin,
+        proxy,
+    } = setup(&[]).await;
     let huge = format!(
         "GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(200_000)

@@ -5,22 +5,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::support::origin::{Origin, expected};
+use crate::support::origin::expected;
 use crate::support::{
-    Proxy, cache_files, eventually, get, on_tmpfs, proc_status_kib, stream_check, temp_files,
+    Setup, cache_files, eventually, get, on_tmpfs, proc_status_kib, setup, stream_check, temp_files,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_cold_clients_share_one_streamed_fetch() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup { dir, origin, proxy } = setup(&[]).await;
     // 8 MiB at 4 MiB/s: the origin needs about two seconds, so clients can only have bytes
     // before it finishes if they are streamed the fill.
     let size = 8 << 20;
@@ -65,15 +57,7 @@ async fn hundred_cold_clients_share_one_streamed_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_does_not_stop_the_fill() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup { dir, origin, proxy } = setup(&[]).await;
     let target = format!("/blob/{}?seed=22&rate={}", 2 << 20, 4 << 20);
     let url = proxy.url(&target);
     let leaver = tokio::spawn(stream_check(url.clone(), 22));
@@ -95,15 +79,11 @@ async fn a_client_that_leaves_does_not_stop_the_fill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fill_aborts_every_reader_and_the_next_request_refetches() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = Proxy::start(
-        &origin.url(),
-        &origin.ca_file,
-        &dir.path().join("cache"),
-        &[],
-    )
-    .await;
+    let Setup {
+        dir: _dir,
+        origin,
+        proxy,
+    } = setup(&[]).await;
     let target = format!("/blob/{}?seed=23&rate={}&cut={}", 2 << 20, 4 << 20, 1 << 20);
     let url = proxy.url(&target);
     let clients: Vec<_> = (0..10)
