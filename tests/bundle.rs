@@ -18,26 +18,83 @@ use crate::support::{
 const RENDERED: &str = "esx-07.lab.local is up: VMware ESXi 7.0.3 build-21930508, vmk0 10.0.0.7";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn config(
-    dir: &Path,
-    api_base: &str,
-    ca_file: &Path,
-    consumer_secret: &str,
-    boot: &str,
-) -> std::path::PathBuf {
-    let path = dir.join("bundle-config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "consumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{consumer_secret}\"\n\
-             access_token = \"{ACCESS_TOKEN}\"\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n\
-             api_base = \"{api_base}\"\nca_file = \"{}\"\n\n[boot]\n{boot}\n",
-            ca_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+/// A bundle's config in a temporary directory: the test credentials, an API and its CA, and a
+/// `[boot]` table; with the fake X API when the bundle is to post.
+struct Fixture {
+    dir: tempfile::TempDir,
+    api_base: String,
+    ca_file: std::path::PathBuf,
+    /// The test CA of an offline fixture, to serve the API later with.
+    pki: Option<Pki>,
+    x: Option<FakeX>,
+}
+
+impl Fixture {
+    /// For a bundle that never reaches an API: `https://127.0.0.1:1`.
+    fn offline() -> Self {
+        Self::at("https://127.0.0.1:1")
+    }
+
+    /// For an API at `api_base` that is not the fake X (down, or not yet up).
+    fn at(api_base: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path());
+        Self {
+            dir,
+            api_base: api_base.to_string(),
+            ca_file: pki.ca_file.clone(),
+            pki: Some(pki),
+            x: None,
+        }
+    }
+
+    /// With the fake X API behind it, behaving as `behaviour` says.
+    fn online(behaviour: Behaviour) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let x = FakeX::start(dir.path(), behaviour);
+        Self {
+            api_base: x.base_url(),
+            ca_file: x.ca_file.clone(),
+            pki: None,
+            x: Some(x),
+            dir,
+        }
+    }
+
+    fn pki(&self) -> &Pki {
+        self.pki.as_ref().expect("an offline fixture")
+    }
+
+    fn x(&self) -> &FakeX {
+        self.x.as_ref().expect("an online fixture")
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config with the test credentials and `boot` as its `[boot]` table.
+    fn config(&self, boot: &str) -> std::path::PathBuf {
+        self.config_with_secret(CONSUMER_SECRET, boot)
+    }
+
+    /// The config with `consumer_secret` instead of the test's.
+    fn config_with_secret(&self, consumer_secret: &str, boot: &str) -> std::path::PathBuf {
+        let path = self.dir().join("bundle-config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "consumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{consumer_secret}\"\n\
+                 access_token = \"{ACCESS_TOKEN}\"\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n\
+                 api_base = \"{}\"\nca_file = \"{}\"\n\n[boot]\n{boot}\n",
+                self.api_base,
+                self.ca_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
 }
 
 fn bundle(config: &Path) -> Vec<u8> {
@@ -54,15 +111,8 @@ fn assert_quick_success(runs: &[crate::support::esxi_host::MemberRun]) {
 
 #[test]
 fn bundle_has_only_executable_members() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "",
-    );
+    let fixture = Fixture::offline();
+    let cfg = fixture.config("");
     let tgz = bundle(&cfg);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
     let mut members = 0;
@@ -77,7 +127,7 @@ fn bundle_has_only_executable_members() {
     }
     assert_eq!(members, 1);
     // The same through the shipped bundler binary and `tar -tvzf`, as a user would look.
-    let out_path = dir.path().join("b.tgz");
+    let out_path = fixture.dir().join("b.tgz");
     let build = || {
         let out = run(
             std::process::Command::new(env!("CARGO_BIN_EXE_esxi-tweet-bundle"))
@@ -140,14 +190,8 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
     let out = run(&mut cmd, None);
     assert_eq!(out.code, 78, "{out:?}");
     assert!(out.stderr.contains("chmod 600"), "{out:?}");
-    let pki = Pki::generate(dir.path());
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "message = \"{hostnmae} up\"",
-    );
+    let fixture = Fixture::offline();
+    let cfg = fixture.config("message = \"{hostnmae} up\"");
     let agent = std::fs::read(binary()).unwrap();
     let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
     assert!(err.to_string().contains("{hostnmae}"), "{err}");
@@ -161,24 +205,12 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
         ("message = \"{hostname} \\uFEFF up\"", "U+FEFF"),
         ("message = \"{hostname} \\uFFFF\"", "U+FFFF"),
     ] {
-        let cfg = config(
-            dir.path(),
-            "https://127.0.0.1:1",
-            &pki.ca_file,
-            CONSUMER_SECRET,
-            boot,
-        );
+        let cfg = fixture.config(boot);
         let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
     }
     // The example's placeholder credentials would get 401 on every host; only the key is named.
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        "your-api-key-secret",
-        "",
-    );
+    let cfg = fixture.config_with_secret("your-api-key-secret", "");
     let err = esxi_tweet::bundle::build(&cfg, &agent).unwrap_err();
     assert_eq!(err.exit_code(), 78, "{err}");
     assert!(
@@ -187,25 +219,13 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
     );
     assert!(!err.to_string().contains("your-api-key-secret"), "{err}");
     // A message holding the script's own build placeholders is posted as written.
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "message = \"{hostname} @DEADLINE_SECS@ @MESSAGE@ @HEADER_SIZE@\"",
-    );
+    let cfg = fixture.config("message = \"{hostname} @DEADLINE_SECS@ @MESSAGE@ @HEADER_SIZE@\"");
     let script = gunzip_script(&esxi_tweet::bundle::build(&cfg, &agent).unwrap());
     assert!(
         script.contains("'{hostname} @DEADLINE_SECS@ @MESSAGE@ @HEADER_SIZE@'"),
         "the message was altered"
     );
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "",
-    );
+    let cfg = fixture.config("");
     // cargo's own test build is dynamically linked; a script is no ELF at all.
     for not_static in [
         std::fs::read(env!("CARGO_BIN_EXE_esxi-tweet-bundle")).unwrap(),
@@ -219,15 +239,9 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
 
 #[test]
 fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
-    let cfg = config(
-        dir.path(),
-        &x.base_url(),
-        &x.ca_file,
-        CONSUMER_SECRET,
-        "deadline = \"1m\"",
-    );
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
+    let cfg = fixture.config("deadline = \"1m\"");
     let tgz = bundle(&cfg);
     let host = EsxiHost::new();
     let watch = CmdlineWatch::start(vec![CONSUMER_SECRET.into(), ACCESS_TOKEN_SECRET.into()]);
@@ -286,18 +300,11 @@ fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
 
 #[test]
 fn boot_waits_for_the_api_to_become_reachable() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
     // Until the API is up, its port takes connections and drops them at once.
     let not_ready = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = not_ready.local_addr().unwrap().port();
-    let cfg = config(
-        dir.path(),
-        &format!("https://127.0.0.1:{port}"),
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "deadline = \"2m\"\nmessage = \"{hostname} late {uptime}\"",
-    );
+    let fixture = Fixture::at(&format!("https://127.0.0.1:{port}"));
+    let cfg = fixture.config("deadline = \"2m\"\nmessage = \"{hostname} late {uptime}\"");
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
     // The agent's first attempt fails; only then does the API come up.
@@ -308,7 +315,7 @@ fn boot_waits_for_the_api_to_become_reachable() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(not_ready);
-    let x = FakeX::serve(&pki, Behaviour::default(), port);
+    let x = FakeX::serve(fixture.pki(), Behaviour::default(), port);
     assert!(
         host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
         "{}",
@@ -320,18 +327,11 @@ fn boot_waits_for_the_api_to_become_reachable() {
 
 #[test]
 fn boot_gives_up_at_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let cfg = config(
-        dir.path(),
-        &format!("https://127.0.0.1:{port}"),
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "deadline = \"10s\"\nmanage_firewall = false",
-    );
+    let fixture = Fixture::at(&format!("https://127.0.0.1:{port}"));
+    let cfg = fixture.config("deadline = \"10s\"\nmanage_firewall = false");
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
     assert!(
@@ -350,15 +350,9 @@ fn boot_gives_up_at_the_deadline() {
 
 #[test]
 fn boot_stops_at_once_on_401() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
-    let cfg = config(
-        dir.path(),
-        &x.base_url(),
-        &x.ca_file,
-        "WRONG-SECRET-0000",
-        "",
-    );
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
+    let cfg = fixture.config_with_secret("WRONG-SECRET-0000", "");
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
     assert!(
@@ -374,9 +368,9 @@ fn boot_stops_at_once_on_401() {
 
 #[test]
 fn boot_on_exec_installed_only_logs_the_way_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
-    let cfg = config(dir.path(), &x.base_url(), &x.ca_file, CONSUMER_SECRET, "");
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
+    let cfg = fixture.config("");
     let mut host = EsxiHost::new();
     host.exec_installed_only = true;
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
@@ -391,9 +385,9 @@ fn boot_on_exec_installed_only_logs_the_way_out() {
 
 #[test]
 fn installed_binary_is_used_instead_of_the_payload() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
-    let cfg = config(dir.path(), &x.base_url(), &x.ca_file, CONSUMER_SECRET, "");
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
+    let cfg = fixture.config("");
     let host = EsxiHost::new();
     let installed = host.root().join("opt/esxi-tweet/bin");
     std::fs::create_dir_all(&installed).unwrap();
@@ -414,15 +408,8 @@ fn installed_binary_is_used_instead_of_the_payload() {
 
 #[test]
 fn corrupt_payload_is_reported_as_a_script_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "",
-    );
+    let fixture = Fixture::offline();
+    let cfg = fixture.config("");
     let tgz = bundle(&cfg);
     // Cut the member short, as a truncated upload would.
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
@@ -453,9 +440,9 @@ fn corrupt_payload_is_reported_as_a_script_failure() {
 
 #[test]
 fn boot_uses_localcli_while_hostd_is_not_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
-    let cfg = config(dir.path(), &x.base_url(), &x.ca_file, CONSUMER_SECRET, "");
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
+    let cfg = fixture.config("");
     let host = EsxiHost::new();
     // esxcli fails ("Connection failed") for the whole run, as before hostd is ready.
     host.hostd_ready_in(3600);
@@ -477,15 +464,8 @@ fn boot_uses_localcli_while_hostd_is_not_up() {
 
 #[test]
 fn a_proxy_port_the_host_firewall_blocks_is_logged() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::generate(dir.path());
-    let cfg = config(
-        dir.path(),
-        "https://127.0.0.1:1",
-        &pki.ca_file,
-        CONSUMER_SECRET,
-        "deadline = \"10s\"\nmanage_firewall = false",
-    );
+    let fixture = Fixture::offline();
+    let cfg = fixture.config("deadline = \"10s\"\nmanage_firewall = false");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text = text.replace(
         "\n\n[boot]",
@@ -702,8 +682,8 @@ fn the_boot_script_runs_only_what_an_esxi_host_has() {
 
 #[test]
 fn the_example_config_posts_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = FakeX::start(dir.path(), Behaviour::default());
+    let fixture = Fixture::online(Behaviour::default());
+    let x = fixture.x();
     let example = include_str!("../bundle/config.example.toml")
         .replace("your-api-key-secret", CONSUMER_SECRET)
         .replace("your-api-key", CONSUMER_KEY)
@@ -718,7 +698,7 @@ fn the_example_config_posts_exactly_once() {
             &format!("ca_file = \"{}\"", x.ca_file.display()),
         );
     assert!(example.contains(CONSUMER_SECRET) && example.contains("api_base = \"https"));
-    let cfg = dir.path().join("config.toml");
+    let cfg = fixture.dir().join("config.toml");
     std::fs::write(&cfg, example).unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
     let host = EsxiHost::new();
