@@ -2,19 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use esxi_tweet::cli::{Cli, run};
-use esxi_tweet::error::EXIT_USAGE;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match esxi_tweet::cli::parse_or_exit() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are "errors" to clap that go to stdout and succeed.
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

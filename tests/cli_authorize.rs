@@ -6,23 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::connect_proxy::ConnectProxy;
-use crate::support::fake_x::{Behaviour, FakeX, PIN, SCREEN_NAME};
+use crate::support::fake_x::{Behaviour, PIN, SCREEN_NAME};
 use crate::support::{
     ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET, Run, agent, run,
 };
 
-struct Case {
-    dir: tempfile::TempDir,
-    x: FakeX,
-}
+use crate::support::Home as Case;
 
 impl Case {
-    fn new(behaviour: Behaviour) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let x = FakeX::start(dir.path(), behaviour);
-        Self { dir, x }
-    }
-
     /// Where `authorize` writes when no --config is given.
     fn config_path(&self) -> PathBuf {
         self.dir.path().join(".config/esxi-tweet/config.toml")
@@ -38,7 +29,7 @@ impl Case {
         cmd
     }
 
-    fn run(&self, pin: &str, extra: &[&str]) -> Run {
+    fn run_with_pin(&self, pin: &str, extra: &[&str]) -> Run {
         run(&mut self.authorize(extra), Some(pin.as_bytes()))
     }
 }
@@ -62,7 +53,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn authorize_writes_the_config_and_a_post_then_works_from_it() {
     let case = Case::new(Behaviour::default());
-    let out = case.run(&format!("{PIN}\n"), &[]);
+    let out = case.run_with_pin(&format!("{PIN}\n"), &[]);
     assert_eq!(out.code, 0, "{out:?}");
     let path = case.config_path();
     assert_eq!(
@@ -119,7 +110,7 @@ fn an_existing_config_keeps_its_settings_and_comments() {
     let before = "# the announcer of rack 12\napi = \"v2\"\naccess_token = \"an-old-token\"\n\n[boot]\nmessage = \"{hostname} is up\"\n";
     std::fs::write(&path, before).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = case.run(PIN, &["--config", path.to_str().unwrap()]);
+    let out = case.run_with_pin(PIN, &["--config", path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     let after = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -144,7 +135,7 @@ fn an_existing_config_keeps_its_settings_and_comments() {
 fn through_the_datacenter_proxy() {
     let case = Case::new(Behaviour::default());
     let proxy = ConnectProxy::start();
-    let out = case.run(PIN, &["--proxy", &proxy.url()]);
+    let out = case.run_with_pin(PIN, &["--proxy", &proxy.url()]);
     assert_eq!(out.code, 0, "{out:?}");
     let target = format!("127.0.0.1:{}", case.x.port);
     assert!(!proxy.targets().is_empty());
@@ -172,7 +163,7 @@ fn bad_pins_and_expired_tokens_write_nothing() {
         ),
     ] {
         let case = Case::new(behaviour);
-        let out = case.run(pin, &[]);
+        let out = case.run_with_pin(pin, &[]);
         assert_eq!(out.code, code, "{pin:?}: {out:?}");
         assert!(error_line(&out).contains(says), "{pin:?}: {out:?}");
         assert!(!case.config_path().exists(), "{pin:?}: nothing written");
@@ -186,7 +177,7 @@ fn a_file_that_is_not_ours_is_left_alone() {
     let path = case.dir.path().join("config.toml");
     let theirs = "[server]\nlisten = \"0.0.0.0:80\"\n";
     std::fs::write(&path, theirs).unwrap();
-    let out = case.run(PIN, &["--config", path.to_str().unwrap()]);
+    let out = case.run_with_pin(PIN, &["--config", path.to_str().unwrap()]);
     assert_eq!(out.code, 78, "{out:?}");
     assert!(error_line(&out).contains("left alone"), "{out:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), theirs);
@@ -215,7 +206,7 @@ fn a_named_config_that_does_not_exist_yet_is_created() {
     let case = Case::new(Behaviour::default());
     // As the README and the relay's systemd section do: a system path, not there yet.
     let path = case.dir.path().join("etc/esxi-tweet/config.toml");
-    let out = case.run(&format!("{PIN}\n"), &["--config", path.to_str().unwrap()]);
+    let out = case.run_with_pin(&format!("{PIN}\n"), &["--config", path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().unwrap()), 0o700);

@@ -4,21 +4,12 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::fake_x::{Behaviour, Canned, FakeX};
+use crate::support::fake_x::{Behaviour, Canned};
 use crate::support::{Run, agent, run, with_credentials};
 
-struct Case {
-    dir: tempfile::TempDir,
-    x: FakeX,
-}
+use crate::support::Home as Case;
 
 impl Case {
-    fn new(behaviour: Behaviour) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let x = FakeX::start(dir.path(), behaviour);
-        Self { dir, x }
-    }
-
     /// `esxi-tweet post ARGS...` with credentials, trusting the test CA.
     fn post(&self, args: &[&str]) -> Command {
         let mut cmd = agent(self.dir.path());

@@ -30,12 +30,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match esxi_tweet::cli::parse_or_exit() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
-        }
+        Err(code) => return code,
     };
     match run(&args) {
         Ok(written) => {

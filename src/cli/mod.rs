@@ -52,6 +52,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The command line of one of the workspace's programs, or the exit code to end with: 0 after
+/// `--help` and `--version` (clap's "errors" that print to stdout), 64 after a usage error,
+/// which clap has printed.
+pub fn parse_or_exit<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        let code = if e.use_stderr() {
+            crate::error::EXIT_USAGE
+        } else {
+            0
+        };
+        let _ = e.print();
+        std::process::ExitCode::from(code)
+    })
+}
+
 /// What the config file and the environment say, with the API base they settle on.
 struct Settings {
     file: FileConfig,

@@ -5,6 +5,7 @@
 pub mod connect_proxy;
 pub mod esxi_host;
 pub mod fake_x;
+pub mod test_ca;
 pub mod verifier;
 
 use std::io::Write as _;
@@ -42,6 +43,20 @@ pub fn with_credentials(cmd: &mut Command) -> &mut Command {
         .env("TWITTER_CONSUMER_SECRET", CONSUMER_SECRET)
         .env("TWITTER_ACCESS_TOKEN", ACCESS_TOKEN)
         .env("TWITTER_ACCESS_TOKEN_SECRET", ACCESS_TOKEN_SECRET)
+}
+
+/// A temporary home directory with the fake X API beside it: what most agent tests start from.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub x: fake_x::FakeX,
+}
+
+impl Home {
+    pub fn new(behaviour: fake_x::Behaviour) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let x = fake_x::FakeX::start(dir.path(), behaviour);
+        Self { dir, x }
+    }
 }
 
 /// The outcome of one run, already checked for leaked secrets.

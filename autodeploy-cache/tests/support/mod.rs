@@ -5,6 +5,8 @@
 
 pub mod origin;
 pub mod raw_origin;
+#[path = "../../../tests/support/test_ca.rs"]
+pub mod test_ca;
 
 use std::net::SocketAddr;
 use std::path::Path;
