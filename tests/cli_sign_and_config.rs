@@ -166,13 +166,7 @@ fn config_readable_by_others_is_refused_with_the_fix() {
     let x = FakeX::start(home.path(), Behaviour::default());
     let config = home.path().join("config.toml");
     write_config(&config, &full_config(&x, "ca.pem"), 0o644);
-    let out = run(
-        agent(home.path())
-            .arg("--config")
-            .arg(&config)
-            .args(["post", "x"]),
-        None,
-    );
+    let out = post_with_config(home.path(), &config);
     assert_eq!(out.code, 78, "{out:?}");
     assert!(
         out.stderr
@@ -189,13 +183,7 @@ fn missing_credentials_and_bad_config_exit_78() {
     assert_eq!(out.code, 78, "{out:?}");
     assert!(out.stderr.contains("TWITTER_CONSUMER_KEY"), "{out:?}");
     let missing = home.path().join("nope.toml");
-    let out = run(
-        agent(home.path())
-            .arg("--config")
-            .arg(&missing)
-            .args(["post", "x"]),
-        None,
-    );
+    let out = post_with_config(home.path(), &missing);
     assert_eq!(out.code, 78, "{out:?}");
     let broken = home.path().join("broken.toml");
     write_config(
@@ -203,13 +191,7 @@ fn missing_credentials_and_bad_config_exit_78() {
         &format!("consumer_secret = \"{CONSUMER_SECRET}\"\nconsumer_key = [\n"),
         0o600,
     );
-    let out = run(
-        agent(home.path())
-            .arg("--config")
-            .arg(&broken)
-            .args(["post", "x"]),
-        None,
-    );
+    let out = post_with_config(home.path(), &broken);
     assert_eq!(out.code, 78, "{out:?}");
     assert!(out.stderr.contains("line"), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
@@ -295,13 +277,7 @@ fn hostile_values_never_panic_or_reach_the_screen() {
         format!("{ACCESS_TOKEN_SECRET} = \"x\"\n"),
     ] {
         write_config(&config, &body, 0o600);
-        let out = run(
-            agent(home.path())
-                .arg("--config")
-                .arg(&config)
-                .args(["post", "x"]),
-            None,
-        );
+        let out = post_with_config(home.path(), &config);
         assert_eq!(out.code, 78, "{out:?}");
         for secret in ["4242424242", CONSUMER_SECRET, ACCESS_TOKEN_SECRET] {
             assert!(!out.stderr.contains(secret), "{out:?}");
@@ -342,4 +318,12 @@ fn the_documented_sign_example_prints_the_documented_signature() {
         "{out:?}"
     );
     assert!(readme.contains("`hCtSmYh+iHYCEqBWrE7C7hYmtUk=`"));
+}
+
+/// `esxi-tweet --config CONFIG post x` in `home`.
+fn post_with_config(home: &Path, config: &Path) -> crate::support::Run {
+    run(
+        agent(home).arg("--config").arg(config).args(["post", "x"]),
+        None,
+    )
 }
