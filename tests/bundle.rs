@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::esxi_host::{
-    APPLETS, AUTODEPLOY_DIR, BUNDLE_NAME, CmdlineWatch, EsxiHost, HOST_TOOLS,
+    APPLETS, AUTODEPLOY_DIR, BUNDLE_NAME, CmdlineWatch, EsxiHost, HOST_TOOLS, WAIT,
 };
 use crate::support::fake_x::{Behaviour, FakeX, Pki};
 use crate::support::{
@@ -16,7 +16,6 @@ use crate::support::{
 };
 
 const RENDERED: &str = "esx-07.lab.local is up: VMware ESXi 7.0.3 build-21930508, vmk0 10.0.0.7";
-const WAIT: Duration = Duration::from_secs(60);
 
 /// A bundle's config in a temporary directory: the test credentials, an API and its CA, and a
 /// `[boot]` table; with the fake X API when the bundle is to post.
@@ -247,16 +246,8 @@ fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
     let watch = CmdlineWatch::start(vec![CONSUMER_SECRET.into(), ACCESS_TOKEN_SECRET.into()]);
     let runs = host.run_bundle(&tgz);
     assert_quick_success(&runs);
-    assert!(
-        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(
-        host.wait_until_idle(WAIT),
-        "left running: {:?}",
-        host.processes()
-    );
+    host.expect_log("esxi-tweet: posted https://x.com/i/status/");
+    host.expect_idle();
     let (scans, leaked) = watch.finish();
     assert!(scans > 1);
     assert!(leaked.is_empty(), "secret on a command line: {leaked:?}");
@@ -289,12 +280,8 @@ fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
     // The host reboots and announces the same text again: a duplicate counts as success.
     let runs = host.run_bundle(&tgz);
     assert_quick_success(&runs);
-    assert!(
-        host.wait_for_log("already posted (duplicate text)", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_log("already posted (duplicate text)");
+    host.expect_idle();
     assert_eq!(x.posted(), [RENDERED]);
 }
 
@@ -316,13 +303,9 @@ fn boot_waits_for_the_api_to_become_reachable() {
     }
     drop(not_ready);
     let x = FakeX::serve(fixture.pki(), Behaviour::default(), port);
-    assert!(
-        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
-        "{}",
-        host.syslog()
-    );
+    host.expect_log("esxi-tweet: posted https://x.com/i/status/");
     assert_eq!(x.posted(), ["esx-07.lab.local late 0h12m34s"]);
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_idle();
 }
 
 #[test]
@@ -334,16 +317,8 @@ fn boot_gives_up_at_the_deadline() {
     let cfg = fixture.config("deadline = \"10s\"\nmanage_firewall = false");
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
-    assert!(
-        host.wait_for_log("post failed (exit 75)", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(
-        host.wait_until_idle(WAIT),
-        "left running: {:?}",
-        host.processes()
-    );
+    host.expect_log("post failed (exit 75)");
+    host.expect_idle();
     assert!(host.firewall_calls().is_empty(), "manage_firewall = false");
     assert!(host.files_containing(CONSUMER_SECRET).is_empty());
 }
@@ -355,13 +330,9 @@ fn boot_stops_at_once_on_401() {
     let cfg = fixture.config_with_secret("WRONG-SECRET-0000", "");
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
-    assert!(
-        host.wait_for_log("not retrying (exit 77)", WAIT),
-        "{}",
-        host.syslog()
-    );
+    host.expect_log("not retrying (exit 77)");
     assert!(host.syslog().contains("hint:"), "{}", host.syslog());
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_idle();
     assert_eq!(x.received().len(), 1, "no retry storm");
     assert_eq!(host.firewall_calls(), ["true", "false"]);
 }
@@ -379,7 +350,7 @@ fn boot_on_exec_installed_only_logs_the_way_out() {
         "{}",
         host.syslog()
     );
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_idle();
     assert!(x.received().is_empty());
 }
 
@@ -397,13 +368,9 @@ fn installed_binary_is_used_instead_of_the_payload() {
     let agent = std::fs::read(binary()).unwrap();
     let tgz = esxi_tweet::bundle::build(&cfg, &agent[..8192]).unwrap();
     assert_quick_success(&host.run_bundle(&tgz));
-    assert!(
-        host.wait_for_log("esxi-tweet: posted", WAIT),
-        "{}",
-        host.syslog()
-    );
+    host.expect_log("esxi-tweet: posted");
     assert_eq!(x.posted(), [RENDERED]);
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_idle();
 }
 
 #[test]
@@ -447,12 +414,8 @@ fn boot_uses_localcli_while_hostd_is_not_up() {
     // esxcli fails ("Connection failed") for the whole run, as before hostd is ready.
     host.hostd_ready_in(3600);
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
-    assert!(
-        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_log("esxi-tweet: posted https://x.com/i/status/");
+    host.expect_idle();
     assert_eq!(x.posted(), [RENDERED], "ip and firewall came from localcli");
     assert_eq!(host.firewall_calls(), ["true", "false"]);
     let calls = host.cli_calls();
@@ -474,12 +437,8 @@ fn a_proxy_port_the_host_firewall_blocks_is_logged() {
     std::fs::write(&cfg, text).unwrap();
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
-    assert!(
-        host.wait_for_log("port 3128 is blocked by the host firewall", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_log("port 3128 is blocked by the host firewall");
+    host.expect_idle();
 }
 
 /// Skips `(...))` of an arithmetic expansion whose `$(` was consumed: arithmetic runs no
@@ -703,12 +662,8 @@ fn the_example_config_posts_exactly_once() {
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
     let host = EsxiHost::new();
     assert_quick_success(&host.run_bundle(&bundle(&cfg)));
-    assert!(
-        host.wait_for_log("esxi-tweet: posted https://x.com/i/status/", WAIT),
-        "{}",
-        host.syslog()
-    );
-    assert!(host.wait_until_idle(WAIT));
+    host.expect_log("esxi-tweet: posted https://x.com/i/status/");
+    host.expect_idle();
     assert_eq!(x.posted(), [RENDERED]);
     assert_eq!(x.received().len(), 1);
 }

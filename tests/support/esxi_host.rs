@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a booting host may take for what a test waits for.
+pub const WAIT: Duration = Duration::from_secs(60);
+
 /// Every applet of ESXi's BusyBox 1.22.1, and nothing else (`../shared/reference/
 /// esxi-autodeploy.md`). `logger` is replaced by a stub that writes the syslog file.
 pub const APPLETS: &[&str] = &[
@@ -363,6 +366,24 @@ impl EsxiHost {
 
     pub fn syslog(&self) -> String {
         std::fs::read_to_string(self.root().join("var/log/syslog.log")).unwrap_or_default()
+    }
+
+    /// Asserts that the syslog gets `needle` within the test's wait; the log is the message.
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            self.wait_for_log(needle, WAIT),
+            "no {needle:?} in the log: {}",
+            self.syslog()
+        );
+    }
+
+    /// Asserts that every process the bundle started has ended within the test's wait.
+    pub fn expect_idle(&self) {
+        assert!(
+            self.wait_until_idle(WAIT),
+            "left running: {:?}",
+            self.processes()
+        );
     }
 
     /// Waits (bounded) for a syslog line containing `needle`.
