@@ -102,16 +102,23 @@ pub struct LoggedBody {
     line: Line,
     bytes: u64,
     sink: Arc<Sink>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl LoggedBody {
-    /// Wraps `inner`.
-    pub fn new(inner: ProxyBody, line: Line, sink: Arc<Sink>) -> Self {
+    /// Wraps `inner`; when it ends, the line goes to `sink` and the request to `metrics`.
+    pub fn new(
+        inner: ProxyBody,
+        line: Line,
+        sink: Arc<Sink>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             inner,
             line,
             bytes: 0,
             sink,
+            metrics,
         }
     }
 }
@@ -153,7 +160,7 @@ impl Drop for LoggedBody {
             self.line.started.elapsed(),
         );
         self.sink.write(&line);
-        crate::metrics::METRICS.answered(self.line.cache, self.bytes);
+        self.metrics.answered(self.line.cache, self.bytes);
     }
 }
 

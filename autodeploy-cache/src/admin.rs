@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::cache_key::CacheKey;
 use crate::error::Error;
-use crate::metrics::{METRICS, Snapshot};
+use crate::metrics::Snapshot;
 use crate::proxy::Proxy;
 use crate::upstream::ProxyBody;
 
@@ -94,9 +94,9 @@ pub fn handle<B>(
     match (request.method(), path) {
         (&Method::GET, "/metrics") => {
             let store = proxy.store();
-            let text = METRICS.render(Snapshot {
+            let text = proxy.metrics().render(Snapshot {
                 fills: proxy.fills().len(),
-                readers: crate::body::readers(),
+                readers: proxy.delivery().readers(),
                 entries: store.len(),
                 disk_bytes: store.size(),
                 disk_trouble: store.in_trouble(),

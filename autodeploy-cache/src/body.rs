@@ -6,6 +6,7 @@ use std::fs::File;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use http_body_util::BodyExt as _;
 use tokio::sync::watch;
 
 use crate::fill::{FillEnd, FillHead, Progress};
-use crate::frames;
+use crate::frames::FramePool;
 use crate::store::Entry;
 use crate::upstream::{BoxError, ProxyBody};
 
@@ -27,35 +28,54 @@ const FRAME_BUDGET: usize = 8 << 20;
 const MAX_FRAME: usize = 512 << 10;
 /// Smallest frame, however many readers.
 const MIN_FRAME: usize = 32 << 10;
-/// Bodies being sent from the cache now.
-static READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// What one proxy's bodies share: the frame budget's count of readers and the frame buffers.
+/// Each proxy has its own, so two in one process (tests, or two listeners) do not share a
+/// budget.
+#[derive(Default)]
+pub struct Delivery {
+    /// Bodies being sent from the cache now.
+    readers: AtomicUsize,
+    /// Their frames' buffers.
+    frames: Arc<FramePool>,
+}
 
-/// Bodies being sent from entries or fills now (the metrics' `readers`).
-pub fn readers() -> usize {
-    READERS.load(std::sync::atomic::Ordering::Relaxed)
+impl Delivery {
+    /// No reader yet.
+    pub fn new() -> Arc<Delivery> {
+        Arc::new(Delivery::default())
+    }
+
+    /// Bodies being sent from entries or fills now (the metrics' `readers`).
+    pub fn readers(&self) -> usize {
+        self.readers.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts a reader while it lives.
-struct Reader;
+struct Reader(Arc<Delivery>);
 
 impl Reader {
-    fn new() -> Self {
-        READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Reader
+    fn new(delivery: &Arc<Delivery>) -> Self {
+        delivery.readers.fetch_add(1, Ordering::Relaxed);
+        Reader(delivery.clone())
     }
 
     /// This reader's share of the frame budget, a power of two so that pooled buffers fit
     /// frames exactly.
     fn frame_size(&self) -> usize {
-        let readers = READERS.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let readers = self.0.readers().max(1);
         let share = (FRAME_BUDGET / readers).clamp(MIN_FRAME, MAX_FRAME);
         1 << share.ilog2()
+    }
+
+    fn read_at(&self, file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        self.0.frames.read_at(file, offset, len)
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        READERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.readers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -74,12 +94,12 @@ pub enum Source {
 
 /// A response body that streams bytes `start..end` (`end` `None`: to the end of the body) from
 /// `source`, following a fill as it grows. A failed fill aborts the body with an error.
-pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
+pub fn stream(delivery: &Arc<Delivery>, source: Source, start: u64, end: Option<u64>) -> ProxyBody {
     match source {
         Source::Entry(entry) => {
             let end = end.unwrap_or(entry.body_len).min(entry.body_len);
             EntryBody {
-                reader: Reader::new(),
+                reader: Reader::new(delivery),
                 file: entry.file,
                 offset: entry.body_offset,
                 pos: start.min(end),
@@ -88,7 +108,7 @@ pub fn stream(source: Source, start: u64, end: Option<u64>) -> ProxyBody {
             .boxed()
         }
         Source::Fill { head, progress } => FillBody {
-            reader: Reader::new(),
+            reader: Reader::new(delivery),
             head,
             progress: Watch::Ready(progress),
             pos: start,
@@ -121,7 +141,7 @@ impl hyper::body::Body for EntryBody {
             return Poll::Ready(None);
         }
         let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
-        let result = frames::read_at(&self.file, self.offset + self.pos, len);
+        let result = self.reader.read_at(&self.file, self.offset + self.pos, len);
         Poll::Ready(Some(match result {
             Ok(data) => {
                 self.pos += len as u64;
@@ -202,7 +222,9 @@ impl hyper::body::Body for FillBody {
             if this.pos < limit {
                 let len = (limit - this.pos).min(this.reader.frame_size() as u64) as usize;
                 // Bytes the fill wrote moments ago: in the page cache, so read inline.
-                let read = frames::read_at(&this.head.file, this.head.body_offset + this.pos, len);
+                let read =
+                    this.reader
+                        .read_at(&this.head.file, this.head.body_offset + this.pos, len);
                 this.progress = Watch::Ready(rx);
                 return Poll::Ready(Some(match read {
                     Ok(data) => {
@@ -222,5 +244,26 @@ impl hyper::body::Body for FillBody {
                 (rx, alive)
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_proxy_has_its_own_frame_budget() {
+        let (a, b) = (Delivery::new(), Delivery::new());
+        let alone = Reader::new(&a);
+        let size_alone = alone.frame_size();
+        // Many readers of another proxy do not shrink this proxy's frames.
+        let others: Vec<Reader> = (0..64).map(|_| Reader::new(&b)).collect();
+        assert_eq!(alone.frame_size(), size_alone);
+        assert_eq!((a.readers(), b.readers()), (1, 64));
+        // Its own do.
+        let more: Vec<Reader> = (0..63).map(|_| Reader::new(&a)).collect();
+        assert!(alone.frame_size() < size_alone);
+        drop((others, more));
+        assert_eq!((a.readers(), b.readers()), (1, 0));
     }
 }

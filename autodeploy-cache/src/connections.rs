@@ -56,6 +56,7 @@ struct Registry {
 pub struct Connections {
     registry: Mutex<Registry>,
     per_client: usize,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A connection's place in the registry; leaving it (drop) unregisters.
@@ -81,10 +82,11 @@ impl Drop for Ticket {
 
 impl Connections {
     /// No connection yet; each client address may hold `per_client`.
-    pub fn new(per_client: usize) -> Arc<Connections> {
+    pub fn new(per_client: usize, metrics: Arc<crate::metrics::Metrics>) -> Arc<Connections> {
         Arc::new(Connections {
             registry: Mutex::new(Registry::default()),
             per_client: per_client.max(1),
+            metrics,
         })
     }
 
@@ -98,7 +100,7 @@ impl Connections {
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Option<Ticket> {
         let mut registry = self.lock();
         if registry.per_client.get(&client).copied().unwrap_or(0) >= self.per_client
-            && !shed_oldest(&mut registry, |open| open.client == client)
+            && !shed_oldest(&mut registry, &self.metrics, |open| open.client == client)
         {
             return None;
         }
@@ -127,7 +129,7 @@ impl Connections {
     /// Closes the oldest connection without a request under way, to make room for a new
     /// one; whether there was one.
     pub fn shed_idle(&self) -> bool {
-        shed_oldest(&mut self.lock(), |_| true)
+        shed_oldest(&mut self.lock(), &self.metrics, |_| true)
     }
 
     /// A request arrived on `ticket`'s connection; it is busy until the guard is dropped
@@ -151,7 +153,11 @@ impl Ticket {
     }
 }
 
-fn shed_oldest(registry: &mut Registry, among: impl Fn(&Open) -> bool) -> bool {
+fn shed_oldest(
+    registry: &mut Registry,
+    metrics: &crate::metrics::Metrics,
+    among: impl Fn(&Open) -> bool,
+) -> bool {
     let now = Instant::now();
     let victim = registry
         .open
@@ -165,7 +171,7 @@ fn shed_oldest(registry: &mut Registry, among: impl Fn(&Open) -> bool) -> bool {
     open.closing = true;
     // Stored if the connection's task is not waiting yet: it closes when it looks.
     open.close.notify_one();
-    crate::metrics::METRICS.shed_connections.inc();
+    metrics.shed_connections.inc();
     true
 }
 
@@ -223,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_client_at_its_limit_recycles_its_own_idle_connections() {
-        let connections = Connections::new(2);
+        let connections = Connections::new(2, Default::default());
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let first = connections.admit(a).unwrap();
@@ -244,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_oldest_idle_goes_first_and_busy_ones_stay() {
-        let connections = Connections::new(100);
+        let connections = Connections::new(100, Default::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let old = connections.admit(ip).unwrap();
         let working = connections.admit(ip).unwrap();

@@ -49,6 +49,8 @@ pub struct FillContext {
     pub idle_timeout: Duration,
     /// Freshness of 200s without explicit freshness.
     pub valid: Duration,
+    /// The proxy's counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs `fill`: fetches `request` upstream and writes the body for the readers. `stale` is the
@@ -106,11 +108,11 @@ async fn fetch(
     let mut cleanup = TempFile(Some(temp_path.clone()));
     let request_time = unix(SystemTime::now());
     let asked = std::time::Instant::now();
-    crate::metrics::METRICS.upstream_requests.inc();
+    ctx.metrics.upstream_requests.inc();
     let response = match tokio::time::timeout(ctx.header_timeout, ctx.client.request(request)).await
     {
         Err(_) => {
-            crate::metrics::METRICS.upstream_failures.inc();
+            ctx.metrics.upstream_failures.inc();
             return failed(
                 crate::trouble::with_hint(
                     "upstream did not answer in time".into(),
@@ -121,7 +123,7 @@ async fn fetch(
             );
         }
         Ok(Err(e)) => {
-            crate::metrics::METRICS.upstream_failures.inc();
+            ctx.metrics.upstream_failures.inc();
             return failed(
                 format!("upstream unreachable: {}", crate::trouble::describe(&e)),
                 true,

@@ -90,7 +90,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
         let asked = std::time::Instant::now();
-        crate::metrics::METRICS.upstream_requests.inc();
+        self.metrics.upstream_requests.inc();
         let upstream = self.upstream_request(&parts, client, body);
         match tokio::time::timeout(
             self.config.upstream_header_timeout,
@@ -99,14 +99,14 @@ impl Proxy {
         .await
         {
             Err(_) => {
-                crate::metrics::METRICS.upstream_failures.inc();
+                self.metrics.upstream_failures.inc();
                 plain(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream did not answer in time\n",
                 )
             }
             Ok(Err(e)) => {
-                crate::metrics::METRICS.upstream_failures.inc();
+                self.metrics.upstream_failures.inc();
                 // The detail (addresses, certificate names) is for the operator, not for
                 // any client on the boot network.
                 let cause = crate::trouble::describe(&e);

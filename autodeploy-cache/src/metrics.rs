@@ -1,7 +1,6 @@
 //! The proxy's Prometheus metrics (text exposition through `prometheus-client`): counters
-//! updated where things happen, gauges read from the store and the fills when scraped.
-
-use std::sync::LazyLock;
+//! updated where things happen, gauges read from the store and the fills when scraped. Each
+//! proxy has its own (no process-wide statics), so tests read one proxy's figures in-process.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -47,9 +46,6 @@ pub struct Metrics {
     disk_trouble: Gauge,
 }
 
-/// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-
 /// What the store and the fills say at scrape time.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
@@ -65,8 +61,21 @@ pub struct Snapshot {
     pub disk_trouble: bool,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    fn new() -> Self {
+    /// Every metric at zero.
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("autodeploy_cache");
         let requests: Family<Labels, Counter> = Family::default();
         let sent_bytes: Family<Labels, Counter> = Family::default();

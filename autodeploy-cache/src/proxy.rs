@@ -13,11 +13,13 @@ use tokio::sync::oneshot;
 
 use crate::access_log::UpstreamTime;
 use crate::admission;
+use crate::body::Delivery;
 use crate::cache_key::CacheKey;
 use crate::config::Config;
 use crate::decide::{Action, Claim, Decision, Facts, InFlight, Stored, claim, decide};
 use crate::error::Error;
 use crate::fill::{self, FillContext, FillEnd, Fills, Progress};
+use crate::metrics::Metrics;
 use crate::policy;
 use crate::serve::{empty, plain, relay, serve_entry, serve_fill, unix_now};
 use crate::status::CacheStatus;
@@ -35,6 +37,10 @@ pub struct Proxy {
     client: crate::sync::RwLock<Upstream>,
     store: Arc<Store>,
     fills: Arc<Fills>,
+    /// This proxy's counters.
+    pub(crate) metrics: Arc<Metrics>,
+    /// What its response bodies share (frame budget, buffers).
+    delivery: Arc<Delivery>,
 }
 
 /// A response and the cache status to log for it.
@@ -53,7 +59,12 @@ const CLIENT_ONLY: [header::HeaderName; 6] = [
 
 impl Proxy {
     /// Builds the shared state.
-    pub fn new(config: Config, client: Upstream, store: Arc<Store>) -> Result<Self, Error> {
+    pub fn new(
+        config: Config,
+        client: Upstream,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         let bad = |e: &dyn std::fmt::Display| {
             Error::Config(format!("--upstream {}: {e}", config.upstream_authority))
         };
@@ -68,7 +79,19 @@ impl Proxy {
             client: crate::sync::RwLock::new(client),
             store,
             fills: Arc::new(Fills::default()),
+            metrics,
+            delivery: Delivery::new(),
         })
+    }
+
+    /// This proxy's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What this proxy's bodies share.
+    pub fn delivery(&self) -> &Arc<Delivery> {
+        &self.delivery
     }
 
     /// The upstream client now.
@@ -234,9 +257,10 @@ impl Proxy {
                     self.from_fill(&parts, client, progress, None, status, None)
                         .await
                 }
-                (Decision::Hit, Some(entry), _) => {
-                    (serve_entry(&parts, entry), Some(CacheStatus::Hit))
-                }
+                (Decision::Hit, Some(entry), _) => (
+                    serve_entry(&self.delivery, &parts, entry),
+                    Some(CacheStatus::Hit),
+                ),
                 (decision @ Decision::Refresh { stale_ok }, Some(entry), _) => {
                     self.fetch(&key, &parts, client, decision, Some((entry, stale_ok)))
                         .await
@@ -295,7 +319,7 @@ impl Proxy {
                     .await
             }
             (Action::ServeStored(status), _, Some(entry)) => {
-                (serve_entry(parts, entry), Some(status))
+                (serve_entry(&self.delivery, parts, entry), Some(status))
             }
             _ => {
                 let request = Request::from_parts(parts.clone(), empty());
@@ -326,6 +350,7 @@ impl Proxy {
             header_timeout: self.config.upstream_header_timeout,
             idle_timeout: self.config.fill_idle_timeout,
             valid: self.config.valid,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -365,7 +390,10 @@ impl Proxy {
                     .lookup(&self.key(&parts.uri, &parts.headers))
                     .or(stale)
                 {
-                    Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Revalidated)),
+                    Some(entry) => (
+                        serve_entry(&self.delivery, parts, entry),
+                        Some(CacheStatus::Revalidated),
+                    ),
                     None => (
                         plain(
                             StatusCode::BAD_GATEWAY,
@@ -376,7 +404,10 @@ impl Proxy {
                 }
             }
             (None, Some(FillEnd::Failed { timeout, .. })) => match stale {
-                Some(entry) => (serve_entry(parts, entry), Some(CacheStatus::Stale)),
+                Some(entry) => (
+                    serve_entry(&self.delivery, parts, entry),
+                    Some(CacheStatus::Stale),
+                ),
                 _ if timeout => (
                     plain(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -410,7 +441,10 @@ impl Proxy {
                 if response.status().is_server_error()
                     && let Some(entry) = stale
                 {
-                    return (serve_entry(parts, entry), Some(CacheStatus::Stale));
+                    return (
+                        serve_entry(&self.delivery, parts, entry),
+                        Some(CacheStatus::Stale),
+                    );
                 }
                 (relay(response), Some(label))
             }
@@ -428,7 +462,7 @@ impl Proxy {
                 let age = head
                     .initial_age
                     .saturating_add(unix_now().saturating_sub(head.received_at));
-                let mut response = serve_fill(parts, head, progress);
+                let mut response = serve_fill(&self.delivery, parts, head, progress);
                 // Logged for the request that waited on the upstream, not for readers that
                 // joined later.
                 if status == CacheStatus::Miss || status == CacheStatus::Expired {

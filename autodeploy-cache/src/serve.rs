@@ -11,7 +11,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
 
-use crate::body::{self, Source};
+use crate::body::{self, Delivery, Source};
 use crate::fill::{FillHead, Progress};
 use crate::headers;
 use crate::range::{self, RangeRequest};
@@ -56,7 +56,11 @@ pub fn empty() -> ProxyBody {
 
 /// Serves a committed entry: 304 for matching client validators, 206/416 for a range, no
 /// body for HEAD.
-pub fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<ProxyBody> {
+pub fn serve_entry(
+    delivery: &Arc<Delivery>,
+    parts: &http::request::Parts,
+    entry: Entry,
+) -> Response<ProxyBody> {
     let mut response = Response::new(empty());
     *response.status_mut() = StatusCode::from_u16(entry.meta.status).unwrap_or(StatusCode::OK);
     // Parsed once when the entry was opened; a clone per answer.
@@ -72,7 +76,7 @@ pub fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<Proxy
             .headers_mut()
             .insert(header::CONTENT_LENGTH, length.into());
         if parts.method != Method::HEAD && length > 0 {
-            *response.body_mut() = body::stream(Source::Entry(entry), 0, Some(length));
+            *response.body_mut() = body::stream(delivery, Source::Entry(entry), 0, Some(length));
         }
         return response;
     }
@@ -93,13 +97,14 @@ pub fn serve_entry(parts: &http::request::Parts, entry: Entry) -> Response<Proxy
         .headers_mut()
         .insert(header::CONTENT_LENGTH, (end - start).into());
     if parts.method != Method::HEAD && end > start {
-        *response.body_mut() = body::stream(Source::Entry(entry), start, Some(end));
+        *response.body_mut() = body::stream(delivery, Source::Entry(entry), start, Some(end));
     }
     response
 }
 
 /// Serves a fill in progress: the upstream's head, then the body as it arrives.
 pub fn serve_fill(
+    delivery: &Arc<Delivery>,
     parts: &http::request::Parts,
     head: Arc<FillHead>,
     progress: tokio::sync::watch::Receiver<Progress>,
@@ -127,7 +132,7 @@ pub fn serve_fill(
             if parts.method == Method::HEAD {
                 return response;
             }
-            let body = body::stream(Source::Fill { head, progress }, 0, None);
+            let body = body::stream(delivery, Source::Fill { head, progress }, 0, None);
             *response.body_mut() = body;
             return response;
         }
@@ -136,7 +141,8 @@ pub fn serve_fill(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, (end - start).into());
     if parts.method != Method::HEAD && end > start {
-        *response.body_mut() = body::stream(Source::Fill { head, progress }, start, Some(end));
+        *response.body_mut() =
+            body::stream(delivery, Source::Fill { head, progress }, start, Some(end));
     }
     response
 }

@@ -84,10 +84,13 @@ pub async fn serve(
     for warning in config.warnings() {
         eprintln!("autodeploy-cache: warning: {warning}");
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let (dir, max_size, inactive) = (config.cache_dir.clone(), config.max_size, config.inactive);
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, max_size, inactive))
-        .await
-        .map_err(|e| Error::Cache(e.to_string()))??;
+    let store_metrics = metrics.clone();
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&dir, max_size, inactive, store_metrics))
+            .await
+            .map_err(|e| Error::Cache(e.to_string()))??;
     let client = upstream::client(&config)?;
     if config.upstream_insecure {
         eprintln!(
@@ -134,7 +137,7 @@ pub async fn serve(
             }
         });
     }
-    let proxy = Arc::new(Proxy::new(config, client, Arc::new(store))?);
+    let proxy = Arc::new(Proxy::new(config, client, Arc::new(store), metrics)?);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = proxy.config().admin_listen {
         let token = proxy
@@ -185,7 +188,10 @@ pub async fn serve(
             }
         })
     };
-    let connections = Connections::new(proxy.config().max_connections_per_client);
+    let connections = Connections::new(
+        proxy.config().max_connections_per_client,
+        proxy.metrics().clone(),
+    );
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -321,5 +327,8 @@ async fn respond(
         upstream,
         started,
     };
-    Response::from_parts(parts, LoggedBody::new(body, line, sink.clone()))
+    Response::from_parts(
+        parts,
+        LoggedBody::new(body, line, sink.clone(), proxy.metrics().clone()),
+    )
 }

@@ -54,6 +54,8 @@ pub struct Store {
     /// Bytes promised to fills in progress, so that concurrent fills do not all count the
     /// same free space; the lock makes check-and-reserve one step.
     reserved: Arc<Mutex<u64>>,
+    /// The proxy's counters (evictions).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Space set aside for one fill; given back when dropped (the fill ended or was committed).
@@ -90,7 +92,12 @@ fn open_entry_cap() -> usize {
 impl Store {
     /// Opens (creating if needed) the cache directory, removes stray temp files and rebuilds
     /// the index from entry headers. Corrupt entries are removed.
-    pub fn open(root: &Path, max_size: u64, inactive: Duration) -> Result<Self, Error> {
+    pub fn open(
+        root: &Path,
+        max_size: u64,
+        inactive: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, Error> {
         let err =
             |what: &str, e: std::io::Error| Error::Cache(format!("{what} {}: {e}", root.display()));
         if root.exists() && !root.is_dir() {
@@ -130,6 +137,7 @@ impl Store {
             temp_counter: AtomicU64::new(0),
             trouble: std::sync::atomic::AtomicBool::new(false),
             reserved: Arc::new(Mutex::new(0)),
+            metrics,
         };
         if let Err(e) = cleared {
             store.report_trouble(&format!("cannot clear tmp/: {e}"));
@@ -278,7 +286,7 @@ impl Store {
             let victim = self.index.lock().pop_oldest();
             match victim {
                 Some(hash) => {
-                    crate::metrics::METRICS.evictions.inc();
+                    self.metrics.evictions.inc();
                     self.remove_files(&[hash]);
                 }
                 None => return None,
@@ -472,18 +480,14 @@ impl Store {
     /// `--max-size`.
     pub fn sweep(&self, now: SystemTime) {
         let victims = self.index.lock().take_inactive(now, self.inactive);
-        crate::metrics::METRICS
-            .evictions
-            .inc_by(victims.len() as u64);
+        self.metrics.evictions.inc_by(victims.len() as u64);
         self.remove_files(&victims);
         self.evict_over_size();
     }
 
     fn evict_over_size(&self) {
         let victims = self.index.lock().take_over(self.max_size);
-        crate::metrics::METRICS
-            .evictions
-            .inc_by(victims.len() as u64);
+        self.metrics.evictions.inc_by(victims.len() as u64);
         self.remove_files(&victims);
     }
 

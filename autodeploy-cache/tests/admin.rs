@@ -498,3 +498,53 @@ fn help_lists_the_subcommands_and_each_has_its_own() {
         "{stderr}"
     );
 }
+
+/// A free port on 127.0.0.1 (bound, then let go) for an in-process admin listener.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_in_one_process_count_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start(dir.path()).await;
+    let start = |name: &'static str| {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let cache = dir.path().join(name);
+        let origin_url = origin.url();
+        let ca = origin.ca_file.clone();
+        async move {
+            let proxy =
+                crate::support::Proxy::start(&origin_url, &ca, &cache, &["--admin-listen", &admin])
+                    .await;
+            (proxy, format!("http://{admin}"))
+        }
+    };
+    let (a, admin_a) = start("a").await;
+    let (_b, admin_b) = start("b").await;
+    let url = a.url("/blob/100?seed=70");
+    assert_eq!(get(&url).await.cache(), "MISS");
+    assert!(
+        eventually(Duration::from_secs(10), || cache_files(
+            &dir.path().join("a")
+        )
+        .0 == 1)
+        .await
+    );
+    let metrics = |admin: String| async move {
+        String::from_utf8(get(&format!("{admin}/metrics")).await.body.to_vec()).unwrap()
+    };
+    let text_a = metrics(admin_a).await;
+    let text_b = metrics(admin_b).await;
+    let misses = "autodeploy_cache_requests_total{cache_status=\"MISS\"}";
+    assert_eq!(sample(&text_a, misses), Some(1.0), "{text_a}");
+    assert_eq!(sample(&text_b, misses), Some(0.0), "{text_b}");
+    assert_eq!(
+        sample(&text_b, "autodeploy_cache_upstream_requests_total"),
+        Some(0.0)
+    );
+}
