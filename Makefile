@@ -83,7 +83,7 @@ test: test-deps build vib lint package-check
 	ESXI_TWEET_BIN=$(CURDIR)/dist/esxi-tweet AUTODEPLOY_CACHE_BIN=$(CURDIR)/dist/autodeploy-cache $(CARGO) test --locked --workspace
 
 # Benchmarks: timing targets live here, never in `make test`.
-BENCH_PACKAGES := nginx-light wrk iperf3 time hyperfine openssl curl
+BENCH_PACKAGES := nginx-light varnish wrk iperf3 time hyperfine openssl curl
 bench-tools:
 	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
