@@ -18,8 +18,8 @@ build: build-deps dist/esxi-tweet dist/autodeploy-cache
 build-deps:
 	@command -v musl-gcc >/dev/null || { echo "make: the static build needs musl-gcc: apt-get install musl-tools (bash .ci/run installs everything)"; exit 1; }
 test-deps:
-	@missing=""; for c in busybox ss prlimit ar; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
-	if [ -n "$$missing" ]; then echo "make test: missing$$missing: apt-get install busybox-static iproute2 util-linux binutils (bash .ci/run installs everything)"; exit 1; fi
+	@missing=""; for c in busybox ss prlimit ar prometheus-alertmanager; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then echo "make test: missing$$missing: apt-get install busybox-static iproute2 util-linux binutils prometheus-alertmanager (bash .ci/run installs everything)"; exit 1; fi
 
 # The oldest Rust the code builds with (rust-version in Cargo.toml).
 MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)

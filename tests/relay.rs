@@ -1091,3 +1091,116 @@ fn a_worker_that_stops_ends_the_relay_with_an_error() {
     assert_eq!(err.exit_code(), 70, "{err}");
     assert!(err.to_string().contains("worker stopped"), "{err}");
 }
+
+/// A real Prometheus Alertmanager (Debian's `prometheus-alertmanager`) on 127.0.0.1, its
+/// clustering off, sending its webhooks to `relay` with the setup's token.
+struct Alertmanager {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    fn start(setup: &Setup, relay: &Relay) -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: x-relay\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                 receivers:\n  - name: x-relay\n    webhook_configs:\n      - url: http://127.0.0.1:{}/alertmanager\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials_file: {}\n",
+                relay.port,
+                setup.token_file.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)");
+        let ready = eventually(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "Alertmanager did not start");
+        Alertmanager {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Posts `alerts` (JSON) to its API, as Prometheus does; the status.
+    fn alert(&self, alerts: &serde_json::Value) -> u16 {
+        let body = alerts.to_string();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST /api/v2/alerts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_alertmanager_announces_and_resolves_in_one_thread() {
+    let setup = Setup::new();
+    let x = setup.x(Behaviour::default());
+    let relay = setup.start(&x, &[]);
+    let alertmanager = Alertmanager::start(&setup, &relay);
+    let alert = |ends_at: Option<String>| {
+        let mut alert = serde_json::json!({
+            "labels": {"alertname": "DatastoreUsage", "instance": "esx-07.rack12.example.com:9272", "severity": "warning"},
+            "annotations": {"summary": "datastore1 is 97% full"}
+        });
+        if let Some(ends_at) = ends_at {
+            alert["endsAt"] = serde_json::json!(ends_at);
+        }
+        serde_json::json!([alert])
+    };
+    assert_eq!(alertmanager.alert(&alert(None)), 200);
+    relay.wait_for_posts(&x, 1);
+    assert_eq!(
+        x.posts()[0].text,
+        "[FIRING:1] DatastoreUsage on esx-07: datastore1 is 97% full"
+    );
+    // Resolved: the alert ends now.
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    assert_eq!(alertmanager.alert(&alert(Some(now))), 200);
+    relay.wait_for_posts(&x, 2);
+    let posts = x.posts();
+    assert!(
+        posts[1]
+            .text
+            .starts_with("[RESOLVED] DatastoreUsage on esx-07"),
+        "{posts:?}"
+    );
+    assert_eq!(posts[1].reply_to.as_deref(), Some(posts[0].id.as_str()));
+}
