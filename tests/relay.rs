@@ -1102,6 +1102,10 @@ struct Alertmanager {
 
 impl Alertmanager {
     fn start(setup: &Setup, relay: &Relay) -> Alertmanager {
+        Self::with_group_wait(setup, relay, "1s")
+    }
+
+    fn with_group_wait(setup: &Setup, relay: &Relay, group_wait: &str) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -1112,7 +1116,7 @@ impl Alertmanager {
         std::fs::write(
             &config,
             format!(
-                "route:\n  receiver: x-relay\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                "route:\n  receiver: x-relay\n  group_by: [alertname]\n  group_wait: {group_wait}\n  group_interval: 1s\n  repeat_interval: 1h\n\
                  receivers:\n  - name: x-relay\n    webhook_configs:\n      - url: http://127.0.0.1:{}/alertmanager\n        send_resolved: true\n        http_config:\n          authorization:\n            credentials_file: {}\n",
                 relay.port,
                 setup.token_file.display()
@@ -1203,4 +1207,54 @@ fn a_real_alertmanager_announces_and_resolves_in_one_thread() {
         "{posts:?}"
     );
     assert_eq!(posts[1].reply_to.as_deref(), Some(posts[0].id.as_str()));
+}
+
+#[test]
+fn a_group_alertmanager_flushes_twice_is_announced_once() {
+    let setup = Setup::new();
+    let x = setup.x(Behaviour::default());
+    let relay = setup.start(&x, &["--settle", "4s"]);
+    // An alert older than group_wait (Prometheus or Alertmanager restarted): Alertmanager
+    // flushes the group at once with it, then again with the rest a group_interval later.
+    let alertmanager = Alertmanager::with_group_wait(&setup, &relay, "10s");
+    let started =
+        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
+    let alert = |host: &str| {
+        serde_json::json!({
+            "labels": {"alertname": "DatastoreUsage", "instance": format!("{host}:9272")},
+            "annotations": {"summary": "datastore1 is 97% full"},
+            "startsAt": started,
+        })
+    };
+    assert_eq!(
+        alertmanager.alert(&serde_json::json!([alert("esx-07")])),
+        200
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .log()
+            .contains(" received ")),
+        "{}",
+        relay.log()
+    );
+    assert_eq!(
+        alertmanager.alert(&serde_json::json!([alert("esx-08"), alert("esx-09")])),
+        200
+    );
+    relay.wait_for_posts(&x, 1);
+    assert!(
+        eventually(Duration::from_secs(10), || relay
+            .log()
+            .matches(" received ")
+            .count()
+            >= 2),
+        "{}",
+        relay.log()
+    );
+    let posts = x.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(
+        posts[0].text,
+        "[FIRING:3] DatastoreUsage on esx-07, esx-08, esx-09: datastore1 is 97% full"
+    );
 }
