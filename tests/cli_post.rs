@@ -452,11 +452,7 @@ fn a_reset_in_year_10000_is_no_crash() {
 fn an_unreachable_api_says_what_it_waits_for_without_v() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let mut cmd = agent(dir.path());
     with_credentials(&mut cmd)
         .arg("post")

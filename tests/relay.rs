@@ -1107,11 +1107,7 @@ impl Alertmanager {
 
     fn with_group_wait(setup: &Setup, relay: &Relay, group_wait: &str) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let config = dir.path().join("alertmanager.yml");
         std::fs::write(
             &config,

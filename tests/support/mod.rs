@@ -102,3 +102,13 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Run {
     }
     run
 }
+
+/// A port on 127.0.0.1 that nothing listens on now (bound, then let go): an API that is down,
+/// or a server about to be started on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// A store under `dir` with `max_size` bytes, entries inactive after an hour.
+fn open_store(dir: &std::path::Path, max_size: u64) -> Store {
+    Store::open(dir, max_size, Duration::from_secs(3600), Default::default()).unwrap()
+}
+
 fn fill(store: &Store, key: &CacheKey, body: &[u8]) {
     let (path, file) = store.temp_file().unwrap();
     let meta = EntryMeta {
@@ -20,13 +25,7 @@ fn fill(store: &Store, key: &CacheKey, body: &[u8]) {
 #[test]
 fn commit_lookup_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        1 << 20,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 1 << 20);
     let key = CacheKey::new("vc:6501", "/a", None);
     assert!(store.lookup(&key).is_none());
     fill(&store, &key, b"hello");
@@ -39,13 +38,7 @@ fn commit_lookup_rebuild() {
     assert_eq!(body, b"hello");
     std::fs::write(dir.path().join("tmp/stray.fill"), b"x").unwrap();
     drop(store);
-    let store = Store::open(
-        dir.path(),
-        1 << 20,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 1 << 20);
     assert_eq!(store.len(), 1);
     assert!(store.lookup(&key).is_some());
     assert_eq!(
@@ -57,13 +50,7 @@ fn commit_lookup_rebuild() {
 #[test]
 fn lru_eviction_above_max_size() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        3000,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 3000);
     let keys: Vec<CacheKey> = (0..3)
         .map(|i| CacheKey::new("vc", &format!("/{i}"), None))
         .collect();
@@ -83,13 +70,7 @@ fn lru_eviction_above_max_size() {
 #[test]
 fn corrupt_and_foreign_files_are_misses() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        1 << 20,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 1 << 20);
     let key = CacheKey::new("vc", "/x", None);
     fill(&store, &key, b"0123456789");
     let path = key.path_in(dir.path());
@@ -105,13 +86,7 @@ fn corrupt_and_foreign_files_are_misses() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, b"garbage").unwrap();
     drop(store);
-    let store = Store::open(
-        dir.path(),
-        1 << 20,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 1 << 20);
     assert_eq!(store.len(), 0);
     assert!(!path.exists());
 }
@@ -138,13 +113,7 @@ fn inactive_entries_are_swept() {
 #[test]
 fn a_url_keeps_a_bounded_number_of_variants() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        1 << 20,
-        Duration::from_secs(3600),
-        Default::default(),
-    )
-    .unwrap();
+    let store = open_store(dir.path(), 1 << 20);
     let primary = CacheKey::new("vc:6501", "/x", None);
     let variant = |v: &str| primary.variant(&[("accept-encoding".into(), v.into())]);
     for i in 0..crate::variants::MAX_VARIANTS {
