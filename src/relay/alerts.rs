@@ -150,10 +150,12 @@ impl Notification {
         for alert in &mut self.alerts {
             keep(&mut alert.labels, &labels);
             keep(&mut alert.annotations, &SHOWN_ANNOTATIONS);
-            alert.fingerprint.truncate(alert.fingerprint.len().min(64));
-            while !alert.fingerprint.is_char_boundary(alert.fingerprint.len()) {
-                alert.fingerprint.pop();
+            // At most 64 bytes, cut where a character starts (truncate panics elsewhere).
+            let mut end = alert.fingerprint.len().min(64);
+            while !alert.fingerprint.is_char_boundary(end) {
+                end -= 1;
             }
+            alert.fingerprint.truncate(end);
         }
     }
 
@@ -332,6 +334,15 @@ mod tests {
         assert_eq!(n.alerts[0].labels["instance"].len(), MAX_RAW_VALUE);
         assert_eq!(n.annotation("summary").len(), MAX_RAW_VALUE);
         assert_eq!(n.alerts[0].fingerprint.len(), 64);
+        // A fingerprint of three-byte characters is cut before the one that crosses 64 bytes,
+        // not in its middle (which panicked and, in the release build, aborted the relay).
+        let wide = body.replacen(
+            &format!("\"fingerprint\":\"{long}\""),
+            &format!("\"fingerprint\":\"{}\"", "日".repeat(40)),
+            1,
+        );
+        let n = parse(wide.as_bytes()).unwrap();
+        assert_eq!(n.alerts[0].fingerprint, "日".repeat(21));
         assert_eq!(n.group_key.len(), MAX_RAW_VALUE);
         assert_eq!(n.thread_key().len(), 32);
         assert!(serde_json::to_vec(&n).unwrap().len() < 4 * MAX_RAW_VALUE + 1000);
