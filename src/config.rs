@@ -80,21 +80,29 @@ pub fn load_file(path: &Path, named_by_user: bool) -> Result<Option<FileConfig>,
     let mut config = parse_file(path, &text)?;
     let holds_secrets = config.consumer_secret.is_some() || config.access_token_secret.is_some();
     if holds_secrets {
-        let mode = std::fs::metadata(path)
-            .map_err(|e| Error::Config(format!("cannot read config file {shown}: {e}")))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(Error::Config(format!(
-                "config file {shown} holds secrets but is readable by others (mode {:03o}): run chmod 600 {shown}",
-                mode & 0o777
-            )));
-        }
+        check_private(path, "config file", " holds secrets but")?;
     }
     if let (Some(ca), Some(dir)) = (&config.ca_file, path.parent()) {
         config.ca_file = Some(dir.join(ca));
     }
     Ok(Some(config))
+}
+
+/// Refuses `path` (called `label` in messages) when its group or others may read it, with
+/// the `chmod` that fixes it; `but` is said before "is readable" (" holds secrets but").
+pub fn check_private(path: &Path, label: &str, but: &str) -> Result<(), Error> {
+    let shown = path.display();
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Config(format!("cannot read {label} {shown}: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Config(format!(
+            "{label} {shown}{but} is readable by others (mode {:03o}): run chmod 600 {shown}",
+            mode & 0o777
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a config file's text. Errors name the line and the key, never a value.

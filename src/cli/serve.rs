@@ -79,20 +79,10 @@ pub(super) fn run(global: &GlobalArgs, settings: &Settings, args: ServeArgs) -> 
 
 /// The relay's bearer token: one word in a file only its owner can read.
 fn read_token_file(path: &std::path::Path) -> Result<crate::credentials::Secret, Error> {
-    use std::os::unix::fs::PermissionsExt as _;
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read --token-file {shown}: {e}")))?;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| Error::Config(format!("cannot read --token-file {shown}: {e}")))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(Error::Config(format!(
-            "--token-file {shown} is readable by others (mode {:03o}): run chmod 600 {shown}",
-            mode & 0o777
-        )));
-    }
+    crate::config::check_private(path, "--token-file", "")?;
     let token = text.trim();
     if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::Config(format!(

@@ -108,7 +108,7 @@ pub fn parse(body: &[u8]) -> Result<Notification, String> {
 }
 
 /// The first 128 bits of SHA-256, in hex: a name for a value of any length.
-fn hash(value: &str) -> String {
+pub(crate) fn hash(value: &str) -> String {
     Sha256::digest(value.as_bytes())[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

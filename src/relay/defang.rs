@@ -29,8 +29,9 @@ pub struct Allow {
 pub fn defang(value: &str, allow: Allow) -> String {
     let mut chars: Vec<char> = value.chars().collect();
     // Spacing a `#` can free a host name (`#example.com`), and `[.]` puts a `]` before what
-    // followed a dot: both passes run until neither changes anything.
-    for _ in 0..8 {
+    // followed a dot: both passes run until neither changes anything. Each round that changes
+    // something spaces a trigger for good or takes a dot out of a link, so the rounds end.
+    loop {
         let before = chars.len();
         if !allow.mentions || !allow.hashtags {
             chars = space_triggers(&chars, allow);
@@ -39,10 +40,9 @@ pub fn defang(value: &str, allow: Allow) -> String {
             chars = defang_links(&chars);
         }
         if chars.len() == before {
-            break;
+            return chars.into_iter().collect();
         }
     }
-    chars.into_iter().collect()
 }
 
 /// Where X sees URLs in `chars`, as code point ranges.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::write_atomically;
 
-/// How many recent texts are remembered to avoid X's duplicate refusal.
+/// How many recent texts are remembered (as hashes) to avoid X's duplicate refusal.
 const RECENT_TEXTS: usize = 100;
 /// A thread not added to for this long is forgotten: its next notification opens a new one.
 pub const THREAD_LIFETIME_SECS: u64 = 7 * 24 * 3600;
@@ -96,7 +96,8 @@ pub struct State {
     pub threads: BTreeMap<String, Thread>,
     /// Unix seconds of recent posts: the local budget's window.
     pub posted_at: VecDeque<u64>,
-    /// Recent texts, newest last.
+    /// Hashes of recent texts, newest last: a post with many 4 KB links is 50 KB, and a
+    /// hundred of them would be rewritten on every save.
     pub recent_texts: VecDeque<String>,
     /// The post being sent, if any.
     pub inflight: Option<Inflight>,
@@ -109,11 +110,22 @@ pub struct State {
 impl State {
     /// Remembers a posted text.
     pub fn remember(&mut self, text: &str, at: u64) {
-        self.recent_texts.push_back(text.to_string());
+        self.note_recent(text);
+        self.posted_at.push_back(at);
+    }
+
+    /// Remembers `text` as one X holds (posted, or refused as a duplicate).
+    pub fn note_recent(&mut self, text: &str) {
+        self.recent_texts.push_back(super::alerts::hash(text));
         while self.recent_texts.len() > RECENT_TEXTS {
             self.recent_texts.pop_front();
         }
-        self.posted_at.push_back(at);
+    }
+
+    /// Whether X holds `text` already, as far as the relay knows.
+    pub fn is_recent(&self, text: &str) -> bool {
+        let key = super::alerts::hash(text);
+        self.recent_texts.contains(&key)
     }
 
     /// Forgets threads unused for [`THREAD_LIFETIME_SECS`], then the least recently used
@@ -199,6 +211,17 @@ mod tests {
         state.blocked_until = 7;
         file.save(&state).unwrap();
         assert_eq!(file.load(1).unwrap(), (state, None));
+    }
+
+    #[test]
+    fn recent_texts_are_remembered_small() {
+        let mut state = State::default();
+        for i in 0..200 {
+            state.remember(&format!("{i} {}", "https://a.co/".repeat(4000)), i);
+        }
+        assert!(state.is_recent(&format!("199 {}", "https://a.co/".repeat(4000))));
+        assert!(!state.is_recent("199"));
+        assert!(serde_json::to_vec(&state).unwrap().len() < 8 * 1024);
     }
 
     #[test]

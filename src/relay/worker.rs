@@ -503,7 +503,7 @@ impl Worker {
                 let base = text::digest(&list);
                 Inflight {
                     entries: ids,
-                    text: text::distinct(&base, &self.recent()),
+                    text: text::distinct(&base, |t| self.state.is_recent(t)),
                     base,
                     reply_to: None,
                     announces,
@@ -513,10 +513,6 @@ impl Worker {
             }
         };
         self.start(inflight, now)
-    }
-
-    fn recent(&self) -> Vec<String> {
-        self.state.recent_texts.iter().cloned().collect()
     }
 
     /// The post for `entry`, covering `ids`.
@@ -544,7 +540,7 @@ impl Worker {
                 }
             }
         }
-        inflight.text = text::distinct(&inflight.base, &self.recent());
+        inflight.text = text::distinct(&inflight.base, |t| self.state.is_recent(t));
         inflight
     }
 
@@ -706,8 +702,8 @@ impl Worker {
                 }
                 // X holds this text: it counts as recent, and the suffix moves on from the
                 // text without one.
-                self.state.recent_texts.push_back(inflight.text.clone());
-                inflight.text = text::distinct(inflight.base(), &self.recent());
+                self.state.note_recent(&inflight.text);
+                inflight.text = text::distinct(inflight.base(), |t| self.state.is_recent(t));
                 self.state.inflight = Some(inflight);
                 self.save()?;
                 Ok(Next::Again)
