@@ -29,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +102,37 @@ def rss_peak_kib(pids):
         m = re.search(r"VmHWM:\s+(\d+) kB", status)
         total += int(m.group(1)) if m else 0
     return total
+
+
+class PrivatePeak:
+    """Samples the anonymous (private) resident memory of `pids` every 20 ms while it runs.
+
+    VmHWM counts file pages a process has mapped as well: a proxy that maps its cache files
+    shows the page cache it reads from (shared, clean, reclaimable, there for pread too) as
+    its own. RssAnon is the memory the proxy itself costs."""
+
+    def __init__(self, pids):
+        self.pids, self.peak, self.running = pids, 0, True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        while self.running:
+            total = 0
+            for pid in self.pids:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except FileNotFoundError:
+                    continue
+                m = re.search(r"RssAnon:\s+(\d+) kB", status)
+                total += int(m.group(1)) if m else 0
+            self.peak = max(self.peak, total)
+            time.sleep(0.02)
+
+    def stop_kib(self):
+        self.running = False
+        self.thread.join()
+        return self.peak
 
 
 def nginx_pids(master):
@@ -279,21 +311,29 @@ class Proxies:
 
     def __init__(self, origin_port, certs, unwrap_port):
         self.origin_port, self.certs, self.unwrap_port = origin_port, certs, unwrap_port
-        self.ports = {"nginx": free_port(), "nginx+lock": free_port(), "varnish": free_port(),
-                      "varnish-file": free_port(), "ours": free_port()}
+        starters = {
+            "nginx": lambda port: start_peer("peer1", port, self.origin_port, False),
+            "nginx+lock": lambda port: start_peer("peer2", port, self.origin_port, True),
+            "varnish": lambda port: start_varnish("peer3", port, self.unwrap_port, "malloc"),
+            "varnish-file": lambda port: start_varnish("peer4", port, self.unwrap_port, "file"),
+            "ours": lambda port: start_ours(port, self.origin_port, self.certs),
+        }
+        # BENCH_PEERS=ours,varnish: a partial run against fewer peers, while working on one.
+        wanted = os.environ.get("BENCH_PEERS")
+        if wanted:
+            unknown = set(wanted.split(",")) - set(starters)
+            if unknown:
+                raise SystemExit(f"bench: unknown peer {', '.join(sorted(unknown))} in "
+                                 f"BENCH_PEERS: choose from {', '.join(starters)}")
+            starters = {k: v for k, v in starters.items() if k in wanted.split(",")}
+        self.starters = starters
+        self.ports = {name: free_port() for name in starters}
         self.procs = {}
 
     def restart(self):
         for p in self.procs.values():
             stop(p)
-        self.procs = {
-            "nginx": start_peer("peer1", self.ports["nginx"], self.origin_port, False),
-            "nginx+lock": start_peer("peer2", self.ports["nginx+lock"], self.origin_port, True),
-            "varnish": start_varnish("peer3", self.ports["varnish"], self.unwrap_port, "malloc"),
-            "varnish-file": start_varnish("peer4", self.ports["varnish-file"], self.unwrap_port,
-                                          "file"),
-            "ours": start_ours(self.ports["ours"], self.origin_port, self.certs),
-        }
+        self.procs = {name: begin(self.ports[name]) for name, begin in self.starters.items()}
 
     def pids(self, name):
         p = self.procs[name]
@@ -378,6 +418,7 @@ def scenario_storm(proxies, origin_log, results):
     for name in proxies.ports:
         log(f"scenario 3: {STORM_CLIENTS} clients, cold, through {name}")
         since = log_lines(origin_log)
+        private = PrivatePeak(proxies.pids(name))
         total, ttfb = storm(proxies.url(name, "/slow/storm.bin"), STORM_CLIENTS)
         time.sleep(0.5)  # the origin writes its log line when the transfer ends
         results["s3"][name] = {
@@ -385,6 +426,7 @@ def scenario_storm(proxies, origin_log, results):
             "median_ttfb_s": ttfb,
             "origin_bytes": origin_bytes(origin_log, since, "/slow/storm.bin"),
             "rss_mib": rss_peak_kib(proxies.pids(name)) / 1024,
+            "private_mib": private.stop_kib() / 1024,
         }
 
 

@@ -1,6 +1,8 @@
-//! Response bodies sent from the cache: a committed entry read straight from its file, or a
-//! fill followed as it grows (read-while-write). Both are polled by the client connection's
-//! own task, with frames sized from a shared memory budget.
+//! Response bodies sent from the cache: a committed entry, or a fill followed as it grows
+//! (read-while-write). Both are polled by the client connection's own task. Frames are
+//! slices of the file's mapping (`mapped`: the socket copies straight from the page cache)
+//! or, where there is no mapping, positional reads into buffers sized from a shared memory
+//! budget.
 
 use std::fs::File;
 use std::future::Future;
@@ -28,6 +30,10 @@ const FRAME_BUDGET: usize = 8 << 20;
 const MAX_FRAME: usize = 512 << 10;
 /// Smallest frame, however many readers.
 const MIN_FRAME: usize = 32 << 10;
+/// Frames cut from a mapping cost no memory of their own (they are the page cache), so they
+/// are as large as hyper takes in one go: it stops asking for frames while it holds about
+/// 400 KiB unwritten, and a larger frame is written across several polls of the socket.
+const MAPPED_FRAME: usize = 1 << 20;
 /// What one proxy's bodies share: the frame budget's count of readers and the frame buffers.
 /// Each proxy has its own, so two in one process (tests, or two listeners) do not share a
 /// budget.
@@ -68,8 +74,27 @@ impl Reader {
         1 << share.ilog2()
     }
 
-    fn read_at(&self, file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
-        self.0.frames.read_at(file, offset, len)
+    /// The next frame of a body that starts at `offset` in `file` (`mapped`: the same body,
+    /// mapped), from `pos` and at most `left` bytes long.
+    fn frame(
+        &self,
+        mapped: Option<&Bytes>,
+        file: &File,
+        offset: u64,
+        pos: u64,
+        left: u64,
+    ) -> std::io::Result<Bytes> {
+        match mapped {
+            Some(body) => {
+                let len = left.min(MAPPED_FRAME as u64) as usize;
+                let start = pos as usize;
+                Ok(body.slice(start..start + len))
+            }
+            None => {
+                let len = left.min(self.frame_size() as u64) as usize;
+                self.0.frames.read_at(file, offset + pos, len)
+            }
+        }
     }
 }
 
@@ -100,6 +125,7 @@ pub fn stream(delivery: &Arc<Delivery>, source: Source, start: u64, end: Option<
             let end = end.unwrap_or(entry.body_len).min(entry.body_len);
             EntryBody {
                 reader: Reader::new(delivery),
+                mapped: entry.body,
                 file: entry.file,
                 offset: entry.body_offset,
                 pos: start.min(end),
@@ -118,11 +144,12 @@ pub fn stream(delivery: &Arc<Delivery>, source: Source, start: u64, end: Option<
     }
 }
 
-/// The body of a committed entry, read straight from the file as hyper asks for it: no task,
-/// no channel. The positional reads are served from the page cache for hot entries, which is
-/// why they are done inline rather than on the blocking pool.
+/// The body of a committed entry, cut from its mapping (or read from the file) as hyper asks
+/// for it: no task, no channel. Positional reads are served from the page cache for hot
+/// entries, which is why they are done inline rather than on the blocking pool.
 struct EntryBody {
     reader: Reader,
+    mapped: Option<Bytes>,
     file: Arc<File>,
     offset: u64,
     pos: u64,
@@ -140,11 +167,16 @@ impl hyper::body::Body for EntryBody {
         if self.pos >= self.end {
             return Poll::Ready(None);
         }
-        let len = (self.end - self.pos).min(self.reader.frame_size() as u64) as usize;
-        let result = self.reader.read_at(&self.file, self.offset + self.pos, len);
+        let result = self.reader.frame(
+            self.mapped.as_ref(),
+            &self.file,
+            self.offset,
+            self.pos,
+            self.end - self.pos,
+        );
         Poll::Ready(Some(match result {
             Ok(data) => {
-                self.pos += len as u64;
+                self.pos += data.len() as u64;
                 Ok(hyper::body::Frame::data(data))
             }
             Err(e) => Err(e.into()),
@@ -220,15 +252,18 @@ impl hyper::body::Body for FillBody {
             };
             let limit = this.end.map_or(available, |e| e.min(available));
             if this.pos < limit {
-                let len = (limit - this.pos).min(this.reader.frame_size() as u64) as usize;
                 // Bytes the fill wrote moments ago: in the page cache, so read inline.
-                let read =
-                    this.reader
-                        .read_at(&this.head.file, this.head.body_offset + this.pos, len);
+                let read = this.reader.frame(
+                    this.head.body.as_ref(),
+                    &this.head.file,
+                    this.head.body_offset,
+                    this.pos,
+                    limit - this.pos,
+                );
                 this.progress = Watch::Ready(rx);
                 return Poll::Ready(Some(match read {
                     Ok(data) => {
-                        this.pos += len as u64;
+                        this.pos += data.len() as u64;
                         Ok(hyper::body::Frame::data(data))
                     }
                     Err(e) => Err(e.into()),

@@ -177,6 +177,9 @@ pub struct Entry {
     pub body_offset: u64,
     /// Body length.
     pub body_len: u64,
+    /// The body, mapped from the file (`mapped`): what hits are sent from. `None` when the
+    /// mapping failed (address space, a file system that cannot map): positional reads then.
+    pub body: Option<bytes::Bytes>,
     /// Unix seconds after which it is stale.
     pub expires_at: u64,
     /// The stored response headers, parsed once when the entry is opened: a hit clones
@@ -228,11 +231,15 @@ pub fn open_entry(path: &Path) -> Result<Entry, Corrupt> {
     let received = meta.received();
     let initial_age = crate::policy::current_age(&head, received, received.response_time);
     head.remove(http::header::AGE);
+    let body = crate::mapped::map(&file, size)
+        .ok()
+        .map(|whole| whole.slice(prelude.header_len as usize..));
     Ok(Entry {
         file: Arc::new(file),
         meta: Arc::new(meta),
         body_offset: prelude.header_len,
         body_len: prelude.body_len,
+        body,
         expires_at: prelude.expires_at,
         head: Arc::new(head),
         initial_age,

@@ -223,6 +223,13 @@ async fn fetch(
         ctx.store.report_trouble(&format!("cannot write: {e}"));
         return FillEnd::NoDisk;
     }
+    // The announced length is given to the file and mapped before the first byte arrives,
+    // so readers are sent slices of the page cache as the body is written into it.
+    let mapped = content_length.and_then(|length| {
+        crate::mapped::map_fill(&file, body_offset + length)
+            .ok()
+            .map(|whole| whole.slice(body_offset as usize..))
+    });
     fill.publish(|p| {
         p.head = Some(Arc::new(FillHead {
             status: parts.status,
@@ -230,6 +237,7 @@ async fn fetch(
             content_length,
             file: file.clone(),
             body_offset,
+            body: mapped,
             vary,
             expires_at,
             upstream_time: asked.elapsed(),

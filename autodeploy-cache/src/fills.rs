@@ -28,6 +28,10 @@ pub struct FillHead {
     pub file: Arc<File>,
     /// Where the body starts in the file.
     pub body_offset: u64,
+    /// The body's announced length mapped from the file (`mapped::map_fill`), read by
+    /// readers up to what has been written; `None` for a body of unknown length (or when
+    /// mapping failed): positional reads then.
+    pub body: Option<bytes::Bytes>,
     /// The fill request's values of the headers the response varies on: a reader whose
     /// request differs must not be given this body.
     pub vary: Vec<(String, String)>,

@@ -122,7 +122,7 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
             && crate::support::sockets("close-wait", &format!("sport = :{port}")) == 0
     };
     assert!(eventually(Duration::from_secs(10), closed).await);
-    let (fds_before, rss_before) = (fds(pid), crate::support::proc_status_kib(pid, "VmRSS"));
+    let (fds_before, rss_before) = (fds(pid), crate::support::private_kib(pid));
 
     // Three equal phases: what the proxy keeps (open entries, idle upstream connections,
     // pooled frame buffers, the allocator's free lists) is bounded but takes a phase or two to
@@ -133,7 +133,7 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
         latencies.extend(run_phase(&addr, connections, duration / 3, phase).await);
         // The clients' sockets closed on both sides.
         assert!(eventually(Duration::from_secs(10), closed).await);
-        after.push((fds(pid), crate::support::proc_status_kib(pid, "VmRSS")));
+        after.push((fds(pid), crate::support::private_kib(pid)));
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];

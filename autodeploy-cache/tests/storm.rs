@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 use crate::support::origin::expected;
 use crate::support::{
-    Setup, cache_files, eventually, get, on_tmpfs, proc_status_kib, setup, stream_check, temp_files,
+    Setup, cache_files, eventually, get, on_tmpfs, setup, stream_check, temp_files,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +125,8 @@ async fn a_large_object_to_many_slow_readers_keeps_memory_bounded() {
     // Warm: the runtime's threads, the upstream connection and the frame pool exist.
     let warm = format!("http://{}/blob/{}?seed=82", proxy.addr, 4 << 20);
     assert_eq!(get(&warm).await.body, expected(82, 0, 4 << 20));
-    let before = proc_status_kib(pid, "VmRSS");
+    let before = crate::support::private_kib(pid);
+    let peak = crate::support::PrivatePeak::start(pid);
 
     let target = format!("/blob/{size}?seed=83");
     let request = format!("GET {target} HTTP/1.1\r\nHost: autodeploy\r\n\r\n");
@@ -195,8 +196,10 @@ async fn a_large_object_to_many_slow_readers_keeps_memory_bounded() {
             "the body's last MiB differs from the origin's"
         );
     }
-    let peak = proc_status_kib(pid, "VmHWM");
-    eprintln!("memory: {before} KiB before, peak {peak} KiB with {READERS} readers of 1 GiB");
+    let peak = peak.stop();
+    eprintln!(
+        "memory: {before} KiB before, peak {peak} KiB with {READERS} readers of {size} bytes"
+    );
     // By design: a pool of at most 16 MiB of frame buffers, about twice the 8 MiB frame
     // budget in flight, and each connection's buffers. An object held in memory, or reads
     // running ahead of slow readers, would be hundreds of MiB.

@@ -461,8 +461,46 @@ pub async fn on_tmpfs(
     (dir, origin, cache, proxy)
 }
 
-/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `VmHWM`).
-pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+/// The proxy's own memory: resident pages that are not file pages it maps (`RssAnon`). Hits
+/// are sent from mappings of the cache files, which `VmRSS` and `VmHWM` count as well: the
+/// page cache that positional reads copied from before, shared, clean and reclaimable.
+pub fn private_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "RssAnon")
+}
+
+/// The highest [`private_kib`] of a process, sampled every 10 ms from a thread of its own
+/// until [`PrivatePeak::stop`] (the kernel keeps a peak of `VmRSS` only).
+pub struct PrivatePeak {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl PrivatePeak {
+    /// Starts sampling `pid`.
+    pub fn start(pid: u32) -> PrivatePeak {
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampling = running.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(private_kib(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(private_kib(pid))
+        });
+        PrivatePeak { running, sampler }
+    }
+
+    /// The peak seen, in KiB.
+    pub fn stop(self) -> u64 {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap()
+    }
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS`, `RssAnon`).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
