@@ -92,16 +92,21 @@ def stop(p):
             p.wait()
 
 
-def rss_peak_kib(pids):
+def status_kib(pids, field):
+    """The sum of a /proc/PID/status figure over `pids` (those that exited count 0)."""
     total = 0
     for pid in pids:
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except FileNotFoundError:
             continue
-        m = re.search(r"VmHWM:\s+(\d+) kB", status)
+        m = re.search(field + r":\s+(\d+) kB", status)
         total += int(m.group(1)) if m else 0
     return total
+
+
+def rss_peak_kib(pids):
+    return status_kib(pids, "VmHWM")
 
 
 class PrivatePeak:
@@ -118,15 +123,7 @@ class PrivatePeak:
 
     def sample(self):
         while self.running:
-            total = 0
-            for pid in self.pids:
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except FileNotFoundError:
-                    continue
-                m = re.search(r"RssAnon:\s+(\d+) kB", status)
-                total += int(m.group(1)) if m else 0
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, status_kib(self.pids, "RssAnon"))
             time.sleep(0.02)
 
     def stop_kib(self):

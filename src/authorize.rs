@@ -77,17 +77,12 @@ pub fn request_token(
     nonce: &str,
     timestamp: u64,
 ) -> Result<RequestToken, Error> {
-    let url = format!("{}/oauth/request_token", api_base.trim_end_matches('/'));
-    let protocol = ProtocolParams {
-        consumer_key: app.consumer_key.clone(),
+    let step = Step {
+        path: "request_token",
         token: None,
-        nonce: nonce.to_string(),
-        timestamp,
-        version: true,
-        extra: vec![("oauth_callback".to_string(), "oob".to_string())],
+        extra: ("oauth_callback", "oob"),
     };
-    let signed = sign(&url, &protocol, app, "")?;
-    let (status, body) = exchange.post(&url, &signed)?;
+    let (status, body) = post_step(exchange, api_base, app, step, nonce, timestamp)?;
     if status == 401 {
         return Err(Error::Auth(format!(
             "X refused the app's keys (HTTP 401: {}); check TWITTER_CONSUMER_KEY and TWITTER_CONSUMER_SECRET (the app's API key and secret)",
@@ -108,10 +103,8 @@ pub fn request_token(
                 .to_string(),
         ));
     }
-    Ok(RequestToken {
-        token: field(&form, "oauth_token", "a request token")?,
-        secret: Secret::new(field(&form, "oauth_token_secret", "a request token")?),
-    })
+    let (token, secret) = token_pair(&form, "a request token")?;
+    Ok(RequestToken { token, secret })
 }
 
 /// Step 2: where the user gets the PIN.
@@ -161,17 +154,12 @@ pub fn access_token(
     nonce: &str,
     timestamp: u64,
 ) -> Result<Authorized, Error> {
-    let url = format!("{}/oauth/access_token", api_base.trim_end_matches('/'));
-    let protocol = ProtocolParams {
-        consumer_key: app.consumer_key.clone(),
-        token: Some(request.token.clone()),
-        nonce: nonce.to_string(),
-        timestamp,
-        version: true,
-        extra: vec![("oauth_verifier".to_string(), pin.to_string())],
+    let step = Step {
+        path: "access_token",
+        token: Some(request),
+        extra: ("oauth_verifier", pin),
     };
-    let signed = sign(&url, &protocol, app, request.secret.expose())?;
-    let (status, body) = exchange.post(&url, &signed)?;
+    let (status, body) = post_step(exchange, api_base, app, step, nonce, timestamp)?;
     if status == 401 {
         let lower = body.to_ascii_lowercase();
         return Err(Error::Auth(if lower.contains("request token") {
@@ -195,31 +183,62 @@ pub fn access_token(
                 .to_string(),
         ));
     }
+    let (access_token, access_token_secret) = token_pair(&form, "an access token")?;
     Ok(Authorized {
-        access_token: field(&form, "oauth_token", "an access token")?,
-        access_token_secret: Secret::new(field(&form, "oauth_token_secret", "an access token")?),
+        access_token,
+        access_token_secret,
         screen_name,
     })
 }
 
-fn sign(
-    url: &str,
-    protocol: &ProtocolParams,
+/// One POST of the PIN flow.
+struct Step<'a> {
+    /// Under `/oauth/`.
+    path: &'a str,
+    /// The request token, once there is one.
+    token: Option<&'a RequestToken>,
+    /// The step's own protocol parameter.
+    extra: (&'a str, &'a str),
+}
+
+/// Signs `step` with the app's keys (and the request token's secret) and posts it.
+fn post_step(
+    exchange: &dyn Exchange,
+    api_base: &str,
     app: &AppKeys,
-    token_secret: &str,
-) -> Result<String, Error> {
+    step: Step<'_>,
+    nonce: &str,
+    timestamp: u64,
+) -> Result<(u16, String), Error> {
+    let url = format!("{}/oauth/{}", api_base.trim_end_matches('/'), step.path);
+    let (name, value) = step.extra;
+    let protocol = ProtocolParams {
+        extra: vec![(name.to_string(), value.to_string())],
+        consumer_key: app.consumer_key.clone(),
+        token: step.token.map(|t| t.token.clone()),
+        nonce: nonce.to_string(),
+        timestamp,
+        version: true,
+    };
     let request = oauth::RequestToSign {
         method: "POST",
-        url,
+        url: &url,
         form_body: Some(""),
     };
-    Ok(oauth::sign_with(
+    let token_secret = step.token.map_or("", |t| t.secret.expose());
+    let signed = oauth::sign_with(
         &request,
-        protocol,
+        &protocol,
         app.consumer_secret.expose(),
         token_secret,
-    )?
-    .authorization)
+    )?;
+    exchange.post(&url, &signed.authorization)
+}
+
+/// The `oauth_token` and `oauth_token_secret` of an answer that grants `what`.
+fn token_pair(form: &[(String, String)], what: &str) -> Result<(String, Secret), Error> {
+    let token = field(form, "oauth_token", what)?;
+    Ok((token, Secret::new(field(form, "oauth_token_secret", what)?)))
 }
 
 fn success_form(status: u16, body: &str, what: &str) -> Result<Vec<(String, String)>, Error> {
@@ -278,15 +297,10 @@ pub fn write_config(path: &Path, app: &AppKeys, authorized: &Authorized) -> Resu
             return Err(Error::Config(format!("{e}; {LEFT_ALONE}")));
         }
     }
-    let values = [
-        ("consumer_key", app.consumer_key.as_str()),
-        ("consumer_secret", app.consumer_secret.expose()),
-        ("access_token", authorized.access_token.as_str()),
-        (
-            "access_token_secret",
-            authorized.access_token_secret.expose(),
-        ),
-    ];
+    let values = crate::credentials::by_key(
+        (&app.consumer_key, &app.consumer_secret),
+        (&authorized.access_token, &authorized.access_token_secret),
+    );
     let updated = with_values(existing.as_deref().unwrap_or(""), &values);
     // The line edit keeps comments; should it not give exactly these values (a key written in
     // an unusual way), the file is rewritten from its parsed form instead.

@@ -130,15 +130,10 @@ const EXAMPLE_CREDENTIALS: [&str; 4] = [
 
 /// Refuses credentials still holding the example's placeholders. Only key names are said.
 fn refuse_placeholders(credentials: &crate::Credentials, path: &Path) -> Result<(), Error> {
-    let values = [
-        ("consumer_key", credentials.consumer_key.as_str()),
-        ("consumer_secret", credentials.consumer_secret.expose()),
-        ("access_token", credentials.access_token.as_str()),
-        (
-            "access_token_secret",
-            credentials.access_token_secret.expose(),
-        ),
-    ];
+    let values = crate::credentials::by_key(
+        (&credentials.consumer_key, &credentials.consumer_secret),
+        (&credentials.access_token, &credentials.access_token_secret),
+    );
     for (key, value) in values {
         if EXAMPLE_CREDENTIALS.contains(&value) || value.to_ascii_lowercase().contains("your-") {
             return Err(Error::Config(format!(

@@ -57,6 +57,20 @@ impl fmt::Display for Credentials {
     }
 }
 
+/// The four values by their config keys, secrets exposed: for code that writes or checks
+/// them one by one, never for display.
+pub fn by_key<'a>(
+    app: (&'a str, &'a Secret),
+    token: (&'a str, &'a Secret),
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("consumer_key", app.0),
+        ("consumer_secret", app.1.expose()),
+        ("access_token", token.0),
+        ("access_token_secret", token.1.expose()),
+    ]
+}
+
 /// An app's consumer key pair: all the PIN flow (`authorize`) needs to start.
 #[derive(Debug, Clone)]
 pub struct AppKeys {

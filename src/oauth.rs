@@ -504,35 +504,53 @@ mod tests {
         .unwrap()
     }
 
+    /// Method, URL, token pair, timestamp, nonce, extra parameters, signature.
+    type Vector<'a> = (
+        &'a str,
+        &'a str,
+        Option<(&'a str, &'a str)>,
+        u64,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+    );
+
     #[test]
     fn rfc5849_section_1_2_flow() {
-        let initiate = rfc_sign(
-            "POST",
-            "https://photos.example.net/initiate",
-            None,
-            137131200,
-            "wIjqoS",
-            &[("oauth_callback", "http://printer.example.com/ready")],
-        );
-        assert_eq!(initiate.signature, "74KNZJeDHnMBp0EMJ9ZHt/XKycU=");
-        let token = rfc_sign(
-            "POST",
-            "https://photos.example.net/token",
-            Some(("hh5s93j4hdidpola", "hdhd0244k9j7ao03")),
-            137131201,
-            "walatlh",
-            &[("oauth_verifier", "hfdp7dh39dks9884")],
-        );
-        assert_eq!(token.signature, "gKgrFCywp7rO0OXSjdot/IHF7IU=");
-        let photos = rfc_sign(
-            "GET",
-            "http://photos.example.net/photos?file=vacation.jpg&size=original",
-            Some(("nnch734d00sl2jdk", "pfkkdhi9sl3r4s00")),
-            137131202,
-            "chapoH",
-            &[],
-        );
-        assert_eq!(photos.signature, "MdpQcU8iPSUjWoN/UDMsK2sui9I=");
+        // The three requests of the flow: initiate, token, the protected resource.
+        let flow: [Vector; 3] = [
+            (
+                "POST",
+                "https://photos.example.net/initiate",
+                None,
+                137131200,
+                "wIjqoS",
+                &[("oauth_callback", "http://printer.example.com/ready")],
+                "74KNZJeDHnMBp0EMJ9ZHt/XKycU=",
+            ),
+            (
+                "POST",
+                "https://photos.example.net/token",
+                Some(("hh5s93j4hdidpola", "hdhd0244k9j7ao03")),
+                137131201,
+                "walatlh",
+                &[("oauth_verifier", "hfdp7dh39dks9884")],
+                "gKgrFCywp7rO0OXSjdot/IHF7IU=",
+            ),
+            (
+                "GET",
+                "http://photos.example.net/photos?file=vacation.jpg&size=original",
+                Some(("nnch734d00sl2jdk", "pfkkdhi9sl3r4s00")),
+                137131202,
+                "chapoH",
+                &[],
+                "MdpQcU8iPSUjWoN/UDMsK2sui9I=",
+            ),
+        ];
+        for (method, url, token, timestamp, nonce, extra, signature) in flow {
+            let signed = rfc_sign(method, url, token, timestamp, nonce, extra);
+            assert_eq!(signed.signature, signature, "{method} {url}");
+        }
     }
 
     #[test]

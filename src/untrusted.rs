@@ -110,21 +110,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_sequences_go_whole() {
-        assert_eq!(printable("a\u{1B}[31mred\u{1B}[0m b"), "ared b");
-        assert_eq!(printable("\u{1B}]0;pwned\u{07}title"), "title");
-        assert_eq!(printable("\u{1B}]8;;http://x\u{1B}\\link"), "link");
-        assert_eq!(printable("\u{9B}2Jclear"), "clear");
-        assert_eq!(printable("\u{1B}(Bok"), "ok");
-        assert_eq!(printable("cut \u{1B}[3"), "cut ");
-    }
-
-    #[test]
-    fn invisible_and_control_characters() {
-        assert_eq!(printable("evil\u{202E}gpj.exe"), "evilgpj.exe");
-        assert_eq!(printable("ze\u{200B}ro\u{2060}"), "zero");
-        assert_eq!(printable("two\nlines\r\tx"), "two lines  x");
-        assert_eq!(printable("café ✓ 日本"), "café ✓ 日本");
+    fn escape_sequences_invisible_and_control_characters_go() {
+        for (raw, shown) in [
+            // Escape sequences go whole.
+            ("a\u{1B}[31mred\u{1B}[0m b", "ared b"),
+            ("\u{1B}]0;pwned\u{07}title", "title"),
+            ("\u{1B}]8;;http://x\u{1B}\\link", "link"),
+            ("\u{9B}2Jclear", "clear"),
+            ("\u{1B}(Bok", "ok"),
+            ("cut \u{1B}[3", "cut "),
+            // Bidi overrides and zero-width characters go; controls become spaces.
+            ("evil\u{202E}gpj.exe", "evilgpj.exe"),
+            ("ze\u{200B}ro\u{2060}", "zero"),
+            ("two\nlines\r\tx", "two lines  x"),
+            ("café ✓ 日本", "café ✓ 日本"),
+        ] {
+            assert_eq!(printable(raw), shown, "{raw:?}");
+        }
     }
 
     #[test]

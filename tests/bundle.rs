@@ -12,7 +12,7 @@ use crate::support::esxi_host::{
 };
 use crate::support::fake_x::{Behaviour, FakeX, Pki};
 use crate::support::{
-    ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET, binary, run,
+    ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET, binary, run, write_config,
 };
 
 const RENDERED: &str = "esx-07.lab.local is up: VMware ESXi 7.0.3 build-21930508, vmk0 10.0.0.7";
@@ -80,18 +80,8 @@ impl Fixture {
     /// The config with `consumer_secret` instead of the test's.
     fn config_with_secret(&self, consumer_secret: &str, boot: &str) -> std::path::PathBuf {
         let path = self.dir().join("bundle-config.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "consumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{consumer_secret}\"\n\
-                 access_token = \"{ACCESS_TOKEN}\"\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n\
-                 api_base = \"{}\"\nca_file = \"{}\"\n\n[boot]\n{boot}\n",
-                self.api_base,
-                self.ca_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let boot = format!("\n[boot]\n{boot}\n");
+        write_config(&path, consumer_secret, &self.api_base, &self.ca_file, &boot);
         path
     }
 }
@@ -240,8 +230,7 @@ fn bundler_refuses_incomplete_or_unsafe_configs() {
 fn boot_posts_once_restores_the_firewall_and_leaves_no_secret() {
     let fixture = Fixture::online(Behaviour::default());
     let x = fixture.x();
-    let cfg = fixture.config("deadline = \"1m\"");
-    let tgz = bundle(&cfg);
+    let tgz = bundle(&fixture.config("deadline = \"1m\""));
     let host = EsxiHost::new();
     let watch = CmdlineWatch::start(vec![CONSUMER_SECRET.into(), ACCESS_TOKEN_SECRET.into()]);
     let runs = host.run_bundle(&tgz);
@@ -376,8 +365,7 @@ fn installed_binary_is_used_instead_of_the_payload() {
 #[test]
 fn corrupt_payload_is_reported_as_a_script_failure() {
     let fixture = Fixture::offline();
-    let cfg = fixture.config("");
-    let tgz = bundle(&cfg);
+    let tgz = bundle(&fixture.config(""));
     // Cut the member short, as a truncated upload would.
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
     let mut member = Vec::new();

@@ -250,19 +250,23 @@ fn server_error_then_success_uses_a_fresh_nonce() {
     );
 }
 
-#[test]
-fn rate_limit_waits_for_the_reset_time() {
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2;
+/// An X that answers the first post with a 429 whose window resets in `secs` seconds (Unix
+/// time returned).
+fn rate_limited_for(secs: u64) -> (Case, u64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let reset = now.as_secs() + secs;
+    let limited = Canned::new(429, r#"{"title":"Too Many Requests"}"#)
+        .header("x-rate-limit-reset", &reset.to_string());
     let case = Case::new(Behaviour {
-        script: [Canned::new(429, r#"{"title":"Too Many Requests"}"#)
-            .header("x-rate-limit-reset", &reset.to_string())]
-        .into(),
+        script: [limited].into(),
         ..Default::default()
     });
+    (case, reset)
+}
+
+#[test]
+fn rate_limit_waits_for_the_reset_time() {
+    let (case, reset) = rate_limited_for(2);
     let out = case.run(&["after a 429"]);
     assert_eq!(out.code, 0, "{out:?}");
     let received = case.x.received();
@@ -272,17 +276,7 @@ fn rate_limit_waits_for_the_reset_time() {
 
 #[test]
 fn rate_limit_past_the_deadline_gives_up_at_once() {
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let case = Case::new(Behaviour {
-        script: [Canned::new(429, r#"{"title":"Too Many Requests"}"#)
-            .header("x-rate-limit-reset", &reset.to_string())]
-        .into(),
-        ..Default::default()
-    });
+    let (case, _) = rate_limited_for(3600);
     let out = case.run(&["--deadline", "1m", "limited"]);
     assert_eq!(out.code, 75, "{out:?}");
     assert!(out.stderr.contains("429"), "{out:?}");

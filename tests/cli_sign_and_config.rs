@@ -225,46 +225,27 @@ fn usage_errors_exit_64_and_help_documents_exit_codes() {
 #[test]
 fn hostile_values_never_panic_or_reach_the_screen() {
     let home = tempfile::tempdir().unwrap();
+    let post = |args: &[&str]| {
+        run(
+            with_credentials(&mut agent(home.path()))
+                .arg("post")
+                .args(args),
+            None,
+        )
+    };
     // A duration that overflows any clock arithmetic is a usage error, not an abort.
-    let out = run(
-        with_credentials(&mut agent(home.path())).args([
-            "post",
-            "--timeout",
-            "18446744073709551615s",
-            "x",
-        ]),
-        None,
-    );
+    let out = post(&["--timeout", "18446744073709551615s", "x"]);
     assert_eq!(out.code, 64, "{out:?}");
     assert!(!out.stderr.contains("panicked"), "{out:?}");
     // A password in --api-base is never shown, in --dry-run or in -v.
-    let out = run(
-        with_credentials(&mut agent(home.path())).args([
-            "post",
-            "--dry-run",
-            "--api-base",
-            "https://admin:hunter2pass@127.0.0.1:1",
-            "x",
-        ]),
-        None,
-    );
+    let with_password = "https://admin:hunter2pass@127.0.0.1:1";
+    let out = post(&["--dry-run", "--api-base", with_password, "x"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains("https://***@127.0.0.1:1/2/tweets"),
         "{out:?}"
     );
-    let out = run(
-        with_credentials(&mut agent(home.path())).args([
-            "post",
-            "-v",
-            "--deadline",
-            "1s",
-            "--api-base",
-            "https://admin:hunter2pass@127.0.0.1:1",
-            "x",
-        ]),
-        None,
-    );
+    let out = post(&["-v", "--deadline", "1s", "--api-base", with_password, "x"]);
     assert!(out.stderr.contains("attempt 1"), "{out:?}");
     for shown in [&out.stdout, &out.stderr] {
         assert!(!shown.contains("hunter2pass"), "{out:?}");

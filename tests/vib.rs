@@ -13,9 +13,7 @@ use sha2::Digest as _;
 
 use crate::support::esxi_host::EsxiHost;
 use crate::support::fake_x::{Behaviour, FakeX};
-use crate::support::{
-    ACCESS_TOKEN, ACCESS_TOKEN_SECRET, CONSUMER_KEY, CONSUMER_SECRET, binary, run,
-};
+use crate::support::{CONSUMER_SECRET, binary, run, write_config};
 
 /// An element of a parsed XML document.
 #[derive(Debug, Default, Clone)]
@@ -518,18 +516,7 @@ fn an_exec_installed_only_host_posts_with_the_vib_and_a_config_only_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let x = FakeX::start(dir.path(), Behaviour::default());
     let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "consumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{CONSUMER_SECRET}\"\n\
-             access_token = \"{ACCESS_TOKEN}\"\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n\
-             api_base = \"{}\"\nca_file = \"{}\"\n",
-            x.base_url(),
-            x.ca_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_config(&cfg, CONSUMER_SECRET, &x.base_url(), &x.ca_file, "");
     let bundle_path = dir.path().join("b.tgz");
     let out = run(
         std::process::Command::new(env!("CARGO_BIN_EXE_esxi-tweet-bundle"))

@@ -264,35 +264,24 @@ mod tests {
     fn claims_decide_between_fetching_joining_standing_in_and_passing_through() {
         let ok = Decision::Refresh { stale_ok: true };
         let strict = Decision::Refresh { stale_ok: false };
-        assert_eq!(
-            claim(Decision::Fill, Claim::Created),
-            Action::Start(CacheStatus::Miss)
-        );
-        assert_eq!(
-            claim(Decision::Fill, Claim::Existing),
-            Action::Join(CacheStatus::Miss)
-        );
-        assert_eq!(claim(Decision::Fill, Claim::Full), Action::Forward);
-        assert_eq!(
-            claim(ok, Claim::Created),
-            Action::Start(CacheStatus::Expired)
-        );
-        assert_eq!(
-            claim(ok, Claim::Existing),
-            Action::ServeStored(CacheStatus::Updating)
-        );
-        assert_eq!(
-            claim(ok, Claim::Full),
-            Action::ServeStored(CacheStatus::Stale)
-        );
-        assert_eq!(
-            claim(strict, Claim::Created),
-            Action::Start(CacheStatus::Expired)
-        );
-        assert_eq!(
-            claim(strict, Claim::Existing),
-            Action::Join(CacheStatus::Expired)
-        );
-        assert_eq!(claim(strict, Claim::Full), Action::Forward);
+        use CacheStatus::{Expired, Miss, Stale, Updating};
+        let table = [
+            (Decision::Fill, Claim::Created, Action::Start(Miss)),
+            (Decision::Fill, Claim::Existing, Action::Join(Miss)),
+            (Decision::Fill, Claim::Full, Action::Forward),
+            (ok, Claim::Created, Action::Start(Expired)),
+            (ok, Claim::Existing, Action::ServeStored(Updating)),
+            (ok, Claim::Full, Action::ServeStored(Stale)),
+            (strict, Claim::Created, Action::Start(Expired)),
+            (strict, Claim::Existing, Action::Join(Expired)),
+            (strict, Claim::Full, Action::Forward),
+        ];
+        for (decision, claimed, action) in table {
+            assert_eq!(
+                claim(decision, claimed),
+                action,
+                "{decision:?}, {claimed:?}"
+            );
+        }
     }
 }

@@ -96,22 +96,17 @@ mod tests {
     #[test]
     fn addresses_as_operators_write_them() {
         let url = |a: &str| target(a).map(|u| u.to_string());
-        assert_eq!(
-            url("127.0.0.1:5101").unwrap(),
-            "http://127.0.0.1:5101/healthz"
-        );
-        assert_eq!(
-            url("localhost:5101").unwrap(),
-            "http://localhost:5101/healthz"
-        );
-        assert_eq!(
-            url("http://127.0.0.1:5101").unwrap(),
-            "http://127.0.0.1:5101/healthz"
-        );
-        assert_eq!(
-            url("http://127.0.0.1:5101/healthz").unwrap(),
-            "http://127.0.0.1:5101/healthz"
-        );
+        for (written, asked) in [
+            ("127.0.0.1:5101", "http://127.0.0.1:5101/healthz"),
+            ("localhost:5101", "http://localhost:5101/healthz"),
+            ("http://127.0.0.1:5101", "http://127.0.0.1:5101/healthz"),
+            (
+                "http://127.0.0.1:5101/healthz",
+                "http://127.0.0.1:5101/healthz",
+            ),
+        ] {
+            assert_eq!(url(written).unwrap(), asked, "{written}");
+        }
         assert!(
             url("https://x:1/healthz")
                 .unwrap_err()

@@ -149,22 +149,32 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt as _;
 
-    fn budgets(active: usize, stalled: usize) -> Arc<Budgets> {
-        Arc::new(Budgets {
+    /// Budgets of `active` and `stalled` connections, and one connection holding an active
+    /// slot whose client end has `buffer` bytes of room.
+    fn watched(
+        active: usize,
+        stalled: usize,
+        buffer: usize,
+    ) -> (
+        Arc<Budgets>,
+        Watched<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+    ) {
+        let b = Arc::new(Budgets {
             active: Arc::new(Semaphore::new(active)),
             stalled: Arc::new(Semaphore::new(stalled)),
             stall_after: Duration::from_millis(100),
             send_timeout: Duration::from_secs(1),
-        })
+        });
+        let (ours, theirs) = tokio::io::duplex(buffer);
+        let permit = b.active.clone().try_acquire_owned().unwrap();
+        (b.clone(), Watched::new(ours, permit, b), theirs)
     }
 
     /// A pipe whose reader never reads: writes fill its buffer, then wait for ever.
     #[tokio::test(start_paused = true)]
     async fn a_client_that_never_reads_moves_to_the_stalled_budget_then_is_dropped() {
-        let b = budgets(1, 1);
-        let (ours, _theirs) = tokio::io::duplex(1024);
-        let permit = b.active.clone().try_acquire_owned().unwrap();
-        let mut watched = Watched::new(ours, permit, b.clone());
+        let (b, mut watched, _theirs) = watched(1, 1, 1024);
         let started = Instant::now();
         let task = tokio::spawn(async move { watched.write_all(&[0u8; 64 * 1024]).await });
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -186,10 +196,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stalled_clients_over_their_budget_are_dropped_at_once() {
-        let b = budgets(2, 0);
-        let (ours, _theirs) = tokio::io::duplex(16);
-        let permit = b.active.clone().try_acquire_owned().unwrap();
-        let mut watched = Watched::new(ours, permit, b.clone());
+        let (_b, mut watched, _theirs) = watched(2, 0, 16);
         let started = Instant::now();
         let err = watched.write_all(&[0u8; 1024]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
@@ -198,10 +205,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_makes_progress_is_never_dropped() {
-        let b = budgets(1, 1);
-        let (ours, mut theirs) = tokio::io::duplex(1024);
-        let permit = b.active.clone().try_acquire_owned().unwrap();
-        let mut watched = Watched::new(ours, permit, b.clone());
+        let (_b, mut watched, mut theirs) = watched(1, 1, 1024);
         let reader = tokio::spawn(async move {
             use tokio::io::AsyncReadExt as _;
             let mut buf = [0u8; 512];

@@ -66,8 +66,7 @@ fn well_formed(text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_entries_follow_what_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let (proxy, admin) = start(dir.path(), &origin).await;
     let health = get(&format!("{admin}/healthz")).await;
     assert_eq!(
@@ -144,8 +143,7 @@ async fn metrics_health_and_entries_follow_what_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_frees_the_disk_and_lets_a_transfer_in_progress_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let (proxy, admin) = start(dir.path(), &origin).await;
     let cache = dir.path().join("cache");
     let size: u64 = 32 << 20;
@@ -222,8 +220,7 @@ fn warm(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_fetches_each_path_once_and_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let log = dir.path().join("access.log");
     let proxy = crate::support::spawn_with(
         &origin,
@@ -246,26 +243,13 @@ async fn warm_fetches_each_path_once_and_reports() {
     assert!(out.contains("FAILED (HTTP 404) /nothing-here"), "{out}");
     assert_eq!(origin.count("/blob/100000?seed=90"), 1);
     assert_eq!(origin.count("/blob/200000?seed=91"), 1);
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &dir.path().join("cache")
-        )
-        .0 == 2)
-        .await
-    );
+    let cache = dir.path().join("cache");
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 2).await);
     std::fs::write(&list, "/blob/100000?seed=90\n/blob/200000?seed=91\n").unwrap();
-    let (code, out) = warm(&[
-        "--proxy",
-        &base,
-        "--concurrency",
-        "1",
-        list.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("2 paths: 2 already cached, 0 fetched, 0 failed"),
-        "{out}"
-    );
+    let list = list.to_str().unwrap();
+    let (code, out) = warm(&["--proxy", &base, "--concurrency", "1", list]);
+    let done = "2 paths: 2 already cached, 0 fetched, 0 failed";
+    assert!(code == Some(0) && out.contains(done), "{out}");
 
     // Another proxy, warmed from the first one's access log.
     let other_cache = dir.path().join("other");
@@ -278,19 +262,13 @@ async fn warm_fetches_each_path_once_and_reports() {
             >= 5)
         .await
     );
-    let (code, out) = warm(&[
-        "--proxy",
-        &format!("http://{}", other.addr),
-        "--from-log",
-        log.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("2 paths: 0 already cached, 2 fetched, 0 failed"),
-        "{out}"
-    );
+    let other_base = format!("http://{}", other.addr);
+    let from_log = ["--proxy", &other_base, "--from-log", log.to_str().unwrap()];
+    let (code, out) = warm(&from_log);
+    let done = "2 paths: 0 already cached, 2 fetched, 0 failed";
+    assert!(code == Some(0) && out.contains(done), "{out}");
     assert!(eventually(Duration::from_secs(10), || cache_files(&other_cache).0 == 2).await);
-    let (code, out) = warm(&["--proxy", "ftp://x", list.to_str().unwrap()]);
+    let (code, out) = warm(&["--proxy", "ftp://x", list]);
     assert_eq!(code, Some(64), "{out}");
     // A proxy that is down: one line that says so, not one failure per path.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -299,7 +277,7 @@ async fn warm_fetches_each_path_once_and_reports() {
         .unwrap()
         .port();
     let down = format!("http://127.0.0.1:{port}");
-    let (code, out) = warm(&["--proxy", &down, list.to_str().unwrap()]);
+    let (code, out) = warm(&["--proxy", &down, list]);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
@@ -322,8 +300,7 @@ async fn admin_of(proxy: &ProxyProcess) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_port_beyond_loopback_needs_a_token_and_refuses_browsers() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     // Without a token, it does not start.
     let out = Command::new(crate::support::proxy_binary())
@@ -395,8 +372,7 @@ async fn an_admin_port_beyond_loopback_needs_a_token_and_refuses_browsers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_during_a_fill_keeps_nothing_it_fetched() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let (proxy, admin) = start(dir.path(), &origin).await;
     let size: u64 = 4 << 20;
     // Two seconds of upstream transfer.
@@ -428,8 +404,7 @@ async fn a_purge_during_a_fill_keeps_nothing_it_fetched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_forward_host_a_url_purge_covers_every_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let proxy = crate::support::spawn_with(
         &origin,
         &dir.path().join("cache"),
@@ -510,8 +485,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxies_in_one_process_count_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let start = |name: &'static str| {
         let admin = format!("127.0.0.1:{}", free_port());
         let cache = dir.path().join(name);

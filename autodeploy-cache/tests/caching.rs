@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::origin::{Origin, expected};
+use crate::support::origin::expected;
 use crate::support::{Proxy, Setup, cache_files, eventually, fetch, get, setup, temp_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,10 +57,8 @@ async fn responses_a_shared_cache_must_not_keep_are_not_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let Setup { dir, origin, proxy } = setup(&[]).await;
     let cache = dir.path().join("cache");
-    let proxy = Proxy::start(&origin.url(), &origin.ca_file, &cache, &[]).await;
     let target = "/blob/70000?seed=5";
     assert_eq!(get(&proxy.url(target)).await.cache(), "MISS");
     proxy.stop().await;
@@ -106,8 +104,7 @@ async fn max_size_evicts_the_least_recently_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inactive_entries_are_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     let mut config = crate::support::config(
         &origin.url(),
@@ -158,22 +155,21 @@ async fn post_passes_through_with_its_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_added_and_hop_by_hop_removed() {
     let s = setup(&[]).await;
-    let r = fetch(
-        "GET",
-        &s.proxy.url("/blob/5?seed=9"),
-        &[
-            ("connection", "keep-alive, X-Forwarded-For, X-Private"),
-            ("x-private", "secret-hop"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("proxy-authorization", "Basic eA=="),
-            ("x-forwarded-for", "203.0.113.7"),
-            ("user-agent", "esxi-boot/7.0"),
-        ],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s
+        .proxy
+        .get(
+            "/blob/5?seed=9",
+            &[
+                ("connection", "keep-alive, X-Forwarded-For, X-Private"),
+                ("x-private", "secret-hop"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("proxy-authorization", "Basic eA=="),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("user-agent", "esxi-boot/7.0"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200);
     let seen = s.origin.seen();
     let h = &seen[0].headers;
@@ -200,14 +196,7 @@ async fn ranges_head_and_conditionals_from_the_cache() {
     let s = setup(&[]).await;
     let target = "/blob/1000?seed=7&etag=v1&lm";
     // A range on a miss joins the full fill and gets its bytes.
-    let r = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("range", "bytes=100-199")],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s.proxy.get(target, &[("range", "bytes=100-199")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.headers["content-range"], "bytes 100-199/1000");
     assert_eq!(r.body, expected(7, 100, 200));
@@ -218,53 +207,29 @@ async fn ranges_head_and_conditionals_from_the_cache() {
         ("bytes=990-", 990, 1000),
         ("bytes=-10", 990, 1000),
     ] {
-        let r = fetch("GET", &s.proxy.url(target), &[("range", range)], b"")
-            .await
-            .unwrap();
+        let r = s.proxy.get(target, &[("range", range)]).await;
         assert_eq!((r.status.as_u16(), r.cache()), (206, "HIT"), "{range}");
         assert_eq!(r.body, expected(7, start, end), "{range}");
     }
-    let r = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("range", "bytes=5000-")],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s.proxy.get(target, &[("range", "bytes=5000-")]).await;
     assert_eq!(r.status, 416);
     assert_eq!(r.headers["content-range"], "bytes */1000");
     let r = fetch("HEAD", &s.proxy.url(target), &[], b"").await.unwrap();
     assert_eq!((r.status.as_u16(), r.cache()), (200, "HIT"));
     assert_eq!(r.headers["content-length"], "1000");
     assert!(r.body.is_empty());
-    let r = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("if-none-match", "\"v1\"")],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s.proxy.get(target, &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
-    let r = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("if-none-match", "\"v0\"")],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s.proxy.get(target, &[("if-none-match", "\"v0\"")]).await;
     assert_eq!(r.status, 200);
-    let r = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT")],
-        b"",
-    )
-    .await
-    .unwrap();
+    let r = s
+        .proxy
+        .get(
+            target,
+            &[("if-modified-since", "Tue, 02 Jan 2024 00:00:00 GMT")],
+        )
+        .await;
     assert_eq!(r.status, 304);
     assert_eq!(s.origin.count(target), 1);
     let seen = s.origin.seen();
@@ -281,13 +246,7 @@ async fn head_on_a_miss_fills_the_cache() {
     let r = fetch("HEAD", &s.proxy.url(target), &[], b"").await.unwrap();
     assert_eq!(r.headers["content-length"], "4096");
     assert!(r.body.is_empty());
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &s.dir.path().join("cache")
-        )
-        .0 == 1)
-        .await
-    );
+    assert!(s.stored(1).await);
     let hit = get(&s.proxy.url(target)).await;
     assert_eq!((hit.cache(), hit.body.len()), ("HIT", 4096));
     assert_eq!(s.origin.seen()[0].method, "GET");
@@ -299,13 +258,7 @@ async fn expired_entries_are_revalidated_with_their_etag() {
     // Stale as soon as stored (max-age=0): every later request revalidates.
     let target = "/blob/2000?seed=10&etag=abc&cc=max-age=0";
     assert_eq!(get(&s.proxy.url(target)).await.cache(), "MISS");
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &s.dir.path().join("cache")
-        )
-        .0 == 1)
-        .await
-    );
+    assert!(s.stored(1).await);
     let r = get(&s.proxy.url(target)).await;
     assert_eq!(r.cache(), "REVALIDATED");
     assert_eq!(r.body, expected(10, 0, 2000));
@@ -398,12 +351,8 @@ async fn open_proxy_requests_are_refused_without_upstream_contact() {
 async fn forwarded_host_is_part_of_the_key() {
     let s = setup(&["--forward-host"]).await;
     let target = "/blob/64?seed=40";
-    let a = fetch("GET", &s.proxy.url(target), &[("host", "a.example")], b"")
-        .await
-        .unwrap();
-    let b = fetch("GET", &s.proxy.url(target), &[("host", "b.example")], b"")
-        .await
-        .unwrap();
+    let a = s.proxy.get(target, &[("host", "a.example")]).await;
+    let b = s.proxy.get(target, &[("host", "b.example")]).await;
     assert_eq!(
         (a.cache(), b.cache()),
         ("MISS", "MISS"),
@@ -412,16 +361,8 @@ async fn forwarded_host_is_part_of_the_key() {
     let seen = s.origin.seen();
     assert_eq!(seen[0].headers["host"], "a.example");
     assert_eq!(seen[1].headers["host"], "b.example");
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &s.dir.path().join("cache")
-        )
-        .0 == 2)
-        .await
-    );
-    let again = fetch("GET", &s.proxy.url(target), &[("host", "a.example")], b"")
-        .await
-        .unwrap();
+    assert!(s.stored(2).await);
+    let again = s.proxy.get(target, &[("host", "a.example")]).await;
     assert_eq!(again.cache(), "HIT");
 }
 
@@ -429,32 +370,17 @@ async fn forwarded_host_is_part_of_the_key() {
 async fn without_forward_host_the_client_host_cannot_split_or_poison_the_cache() {
     let s = setup(&[]).await;
     let target = "/blob/64?seed=41";
-    fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[
-            ("host", "evil.example"),
-            ("x-forwarded-host", "evil.example"),
-        ],
-        b"",
-    )
-    .await
-    .unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &s.dir.path().join("cache")
+    s.proxy
+        .get(
+            target,
+            &[
+                ("host", "evil.example"),
+                ("x-forwarded-host", "evil.example"),
+            ],
         )
-        .0 == 1)
-        .await
-    );
-    let other = fetch(
-        "GET",
-        &s.proxy.url(target),
-        &[("host", "good.example")],
-        b"",
-    )
-    .await
-    .unwrap();
+        .await;
+    assert!(s.stored(1).await);
+    let other = s.proxy.get(target, &[("host", "good.example")]).await;
     assert_eq!(other.cache(), "HIT");
     assert_eq!(other.body, expected(41, 0, 64));
     let first = &s.origin.seen()[0].headers;
@@ -473,19 +399,18 @@ async fn rewrite_headers_and_path_tricks_cannot_poison_another_url() {
     let s = setup(&[]).await;
     let cache = s.dir.path().join("cache");
     // A client asks for seed=80 while naming seed=81 in every rewrite header it can think of.
-    let poisoner = fetch(
-        "GET",
-        &s.proxy.url("/blob/64?seed=80"),
-        &[
-            ("x-original-url", "/blob/64?seed=81"),
-            ("x-rewrite-url", "/blob/64?seed=81"),
-            ("x-forwarded-host", "evil.example"),
-            ("connection", "x-forwarded-for"),
-        ],
-        b"",
-    )
-    .await
-    .unwrap();
+    let poisoner = s
+        .proxy
+        .get(
+            "/blob/64?seed=80",
+            &[
+                ("x-original-url", "/blob/64?seed=81"),
+                ("x-rewrite-url", "/blob/64?seed=81"),
+                ("x-forwarded-host", "evil.example"),
+                ("connection", "x-forwarded-for"),
+            ],
+        )
+        .await;
     assert_eq!(poisoner.body, expected(80, 0, 64));
     assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
     // Everyone else gets, for each URL, what the origin serves for that URL.

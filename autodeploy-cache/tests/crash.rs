@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use crate::support::origin::{Origin, expected};
+use crate::support::origin::expected;
 use crate::support::{spawn, stream_check, temp_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_never_leaves_a_torn_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     // Three 4 MiB objects in a 10 MiB cache: commits keep evicting, so kills also land in
     // the middle of evictions and renames.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::origin::{Origin, expected};
+use crate::support::origin::expected;
 use crate::support::{cache_files, eventually, get};
 
 /// The static build from `make` (`AUTODEPLOY_CACHE_BIN`); cargo's own build otherwise, which
@@ -20,8 +20,7 @@ fn binary() -> (PathBuf, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_from_an_empty_root_and_stops_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let (binary, is_static) = binary();
@@ -93,8 +92,7 @@ async fn serves_from_an_empty_root_and_stops_gracefully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boot_storm_backlog_and_open_entries_within_the_fd_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     // A 200-descriptor limit (hard, so the proxy cannot raise it): a quarter may hold entries.
     let proxy = crate::support::spawn_under(
@@ -144,8 +142,7 @@ async fn a_boot_storm_backlog_and_open_entries_within_the_fd_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_one_request_ends_only_that_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     // The release build (panic = "unwind" in its profile) with a fault injected on one path.
     let proxy = crate::support::spawn_under(
         &["env", "AUTODEPLOY_CACHE_TEST_PANIC_PATH=/boom"],
@@ -189,16 +186,12 @@ async fn a_panic_in_one_request_ends_only_that_request() {
     let log = proxy.log_with(&["fault injected"]).await;
     assert!(log.contains("fault injected"), "{log}");
     let mut proxy = proxy;
-    assert!(
-        proxy.child.try_wait().unwrap().is_none(),
-        "the proxy exited: {log}"
-    );
+    assert!(proxy.running(), "the proxy exited: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booleans_in_the_environment_read_as_operators_write_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     for (n, (value, insecure)) in [
         ("1", true),
         ("yes", true),
@@ -232,8 +225,7 @@ async fn booleans_in_the_environment_read_as_operators_write_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reopens_the_json_access_log_and_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let log_path = dir.path().join("access.log");
     let proxy = crate::support::spawn_with(
         &origin,
@@ -275,16 +267,12 @@ async fn sighup_reopens_the_json_access_log_and_keeps_serving() {
     assert_eq!(lines(&log_path)[0]["cache_status"], "HIT");
     assert_eq!(lines(&rotated).len(), 1, "the old file keeps its line");
     let mut proxy = proxy;
-    assert!(
-        proxy.child.try_wait().unwrap().is_none(),
-        "SIGHUP ended the proxy"
-    );
+    assert!(proxy.running(), "SIGHUP ended the proxy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_and_cache_trouble_is_explained_once_with_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     // No --upstream-ca: the test VMCA is unknown to the public roots, as a migrating
     // nginx user's vCenter would be.
     let mut command = Command::new(crate::support::proxy_binary());

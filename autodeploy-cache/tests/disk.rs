@@ -65,8 +65,7 @@ async fn a_full_file_system_evicts_then_passes_through_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_cache_directory_serves_without_storing() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     let c = cache.display();
     let proxy = contained(

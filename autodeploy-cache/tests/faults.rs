@@ -18,8 +18,7 @@ fn config(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_upstream_certificate_is_a_clean_502() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let other = tempfile::tempdir().unwrap();
     let stranger = Origin::start(other.path()).await;
     // Trust the other origin's CA, not this one's.
@@ -44,8 +43,7 @@ async fn an_untrusted_upstream_certificate_is_a_clean_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upstream_body_ends_the_fill() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let mut cfg = config(&origin, &origin.ca_file, &dir.path().join("cache"), &[]);
     cfg.fill_idle_timeout = Duration::from_millis(500);
     let proxy = Proxy::start_with(cfg).await;
@@ -85,8 +83,7 @@ async fn server_errors_serve_stale_and_recovery_refills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_entry_file_is_a_miss_and_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let cache = dir.path().join("cache");
     let target = "/blob/100000?seed=53";
     let key = autodeploy_cache::cache_key::CacheKey::new(
@@ -129,11 +126,8 @@ async fn a_damaged_entry_file_is_a_miss_and_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_smuggling_requests_are_refused_before_the_origin() {
-    let Setup {
-        dir: _dir,
-        origin,
-        proxy,
-    } = setup(&[]).await;
+    let s = setup(&[]).await;
+    let (origin, proxy) = (&s.origin, &s.proxy);
     let huge = format!(
         "GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(200_000)

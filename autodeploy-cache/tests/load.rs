@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::support::eventually;
-use crate::support::origin::{Origin, expected};
+use crate::support::origin::expected;
 
 fn soak() -> bool {
     std::env::var_os("SOAK").is_some()
@@ -96,8 +96,7 @@ async fn concurrent_keep_alive_clients_with_mixed_hits_and_misses() {
             maximum: limit.maximum,
         },
     );
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
     let proxy = crate::support::spawn(&origin, &dir.path().join("cache"), "10m");
     let (addr, pid) = (proxy.addr.clone(), proxy.child.id());
     // Warm up so that the baseline includes the runtime's threads and the pool.

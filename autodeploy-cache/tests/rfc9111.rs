@@ -6,23 +6,19 @@
 use std::time::Duration;
 
 use crate::support::origin::{Origin, expected};
-use crate::support::{Proxy, cache_files, eventually, fetch, get, setup};
+use crate::support::{Proxy, Setup, cache_files, eventually, fetch, get, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variants_are_stored_side_by_side_and_served_only_to_matching_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
+    let Setup { dir, origin, proxy } = setup(&[]).await;
     let cache = dir.path().join("cache");
-    let proxy = Proxy::start(&origin.url(), &origin.ca_file, &cache, &[]).await;
     let target = "/blob/2000?seed=30&vary";
     let gzip: &[(&str, &str)] = &[("accept-encoding", "gzip")];
     let plain: &[(&str, &str)] = &[("accept-encoding", "identity")];
     let none: &[(&str, &str)] = &[];
     let variants = [(gzip, 1030), (plain, 30), (none, 30)];
     for (n, (headers, seed)) in variants.iter().enumerate() {
-        let first = fetch("GET", &proxy.url(target), headers, b"")
-            .await
-            .unwrap();
+        let first = proxy.get(target, headers).await;
         assert_eq!(first.cache(), "MISS", "{headers:?}");
         assert_eq!(first.body, expected(*seed, 0, 2000), "{headers:?}");
         assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == n + 1).await);
@@ -31,9 +27,7 @@ async fn variants_are_stored_side_by_side_and_served_only_to_matching_requests()
     // a restart (the variants are found again from the entries).
     for round in 0..2 {
         for (headers, seed) in variants {
-            let r = fetch("GET", &proxy.url(target), headers, b"")
-                .await
-                .unwrap();
+            let r = proxy.get(target, headers).await;
             assert_eq!(
                 (r.cache(), r.status.as_u16()),
                 ("HIT", 200),
@@ -56,9 +50,7 @@ async fn check_after_restart(
     variants: &[(&[(&str, &str)], u64)],
 ) {
     for (headers, seed) in variants {
-        let r = fetch("GET", &proxy.url(target), headers, b"")
-            .await
-            .unwrap();
+        let r = proxy.get(target, headers).await;
         assert_eq!(r.cache(), "HIT", "{headers:?} after restart");
         assert_eq!(r.body, expected(*seed, 0, 2000));
     }
@@ -67,9 +59,7 @@ async fn check_after_restart(
     let post = fetch("POST", &proxy.url(target), &[], b"x").await.unwrap();
     assert_eq!(post.status, 201);
     for (headers, seed) in variants {
-        let r = fetch("GET", &proxy.url(target), headers, b"")
-            .await
-            .unwrap();
+        let r = proxy.get(target, headers).await;
         // MISS, or BYPASS while another variant's refetch is still being stored.
         assert_ne!(r.cache(), "HIT", "{headers:?} after invalidation");
         assert_eq!(r.body, expected(*seed, 0, 2000));
@@ -185,18 +175,14 @@ async fn cached_responses_carry_their_age() {
 async fn other_statuses_are_stored_when_they_have_freshness() {
     let s = setup(&[]).await;
     // Heuristic freshness from Last-Modified (a tenth of its age), and explicit freshness.
-    for target in [
-        "/blob/50?seed=43&status=404&lm",
-        "/blob/50?seed=44&status=302&cc=max-age=60",
-    ] {
+    let heuristic = (43, "/blob/50?seed=43&status=404&lm");
+    let explicit = (44, "/blob/50?seed=44&status=302&cc=max-age=60");
+    for (seed, target) in [heuristic, explicit] {
         let first = get(&s.proxy.url(target)).await;
         let second = get(&s.proxy.url(target)).await;
         assert_eq!(second.status, first.status, "{target}");
         assert_eq!(second.cache(), "HIT", "{target}");
-        assert_eq!(
-            second.body,
-            expected(if target.contains("43") { 43 } else { 44 }, 0, 50)
-        );
+        assert_eq!(second.body, expected(seed, 0, 50));
         assert_eq!(s.origin.count(target), 1, "{target}");
     }
 }

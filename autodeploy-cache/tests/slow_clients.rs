@@ -10,14 +10,19 @@ use crate::support::origin::Origin;
 use crate::support::{Proxy, eventually, get};
 
 async fn proxy_with(
-    dir: &std::path::Path,
-    origin: &Origin,
     tweak: impl FnOnce(&mut autodeploy_cache::Config),
-) -> Proxy {
-    let mut config =
-        crate::support::config(&origin.url(), &origin.ca_file, &dir.join("cache"), &[]);
+) -> (tempfile::TempDir, Origin, Proxy) {
+    let (dir, origin) = crate::support::origin_in_tempdir().await;
+    let cache = dir.path().join("cache");
+    let mut config = crate::support::config(&origin.url(), &origin.ca_file, &cache, &[]);
     tweak(&mut config);
-    Proxy::start_with(config).await
+    let proxy = Proxy::start_with(config).await;
+    (dir, origin, proxy)
+}
+
+/// A request head must be complete within a second.
+fn header_timeout_of_1s(config: &mut autodeploy_cache::Config) {
+    config.client_header_timeout = Duration::from_secs(1);
 }
 
 /// Reads until the server closes the connection; returns how long that took and what came.
@@ -41,12 +46,7 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<(Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_request_head_is_cut_at_the_header_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| {
-        c.client_header_timeout = Duration::from_secs(1)
-    })
-    .await;
+    let (_dir, origin, proxy) = proxy_with(header_timeout_of_1s).await;
     let mut slow = TcpStream::connect(proxy.addr).await.unwrap();
     let head = b"GET /blob/1 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     let writer = async {
@@ -75,12 +75,7 @@ async fn a_trickled_request_head_is_cut_at_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| {
-        c.client_header_timeout = Duration::from_secs(1)
-    })
-    .await;
+    let (_dir, _origin, proxy) = proxy_with(header_timeout_of_1s).await;
     let mut idle = TcpStream::connect(proxy.addr).await.unwrap();
     idle.write_all(b"GET /blob/2 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -120,9 +115,7 @@ async fn one_response(stream: &mut TcpStream) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_at_the_cap_make_room_for_new_clients() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections = 20).await;
+    let (_dir, _origin, proxy) = proxy_with(|c| c.max_connections = 20).await;
     // An attacker holds every slot with connections that never send a head.
     let mut held = Vec::new();
     for _ in 0..20 {
@@ -162,9 +155,7 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_cap_with_every_connection_busy_new_ones_are_refused_quickly() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections = 10).await;
+    let (_dir, origin, proxy) = proxy_with(|c| c.max_connections = 10).await;
     // Ten transfers under way (the origin stalls after the first byte).
     let mut busy = Vec::new();
     for i in 0..10 {
@@ -197,29 +188,13 @@ async fn at_the_cap_with_every_connection_busy_new_ones_are_refused_quickly() {
         "only {refused} of 10 excess connections were refused"
     );
     drop(busy);
-    let ok = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if crate::support::fetch("GET", &proxy.url("/blob/1"), &[], b"")
-                .await
-                .is_ok_and(|r| r.status == 200)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(
-        ok.is_ok(),
-        "the proxy serves again once the transfers are gone"
-    );
+    let ok = crate::support::served_within(Duration::from_secs(10), &proxy.url("/blob/1")).await;
+    assert!(ok, "the proxy serves again once the transfers are gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_address_holds_at_most_its_share() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| c.max_connections_per_client = 5).await;
+    let (_dir, _origin, proxy) = proxy_with(|c| c.max_connections_per_client = 5).await;
     let mut held = Vec::new();
     let port = crate::support::port_of(&proxy.addr.to_string());
     for i in 0..12 {
@@ -246,9 +221,7 @@ async fn one_client_address_holds_at_most_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misses_over_the_fill_cap_pass_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| c.max_fills = 2).await;
+    let (_dir, _origin, proxy) = proxy_with(|c| c.max_fills = 2).await;
     let targets: Vec<String> = (0..6)
         .map(|i| format!("/blob/{}?seed={}&rate={}", 1 << 20, 90 + i, 2 << 20))
         .collect();
@@ -275,9 +248,7 @@ async fn misses_over_the_fill_cap_pass_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading_are_dropped_and_do_not_lock_others_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start(dir.path()).await;
-    let proxy = proxy_with(dir.path(), &origin, |c| {
+    let (_dir, _origin, proxy) = proxy_with(|c| {
         c.max_connections = 3;
         c.max_stalled_connections = 3;
         c.stall_after = Duration::from_millis(200);
@@ -301,19 +272,10 @@ async fn clients_that_stop_reading_are_dropped_and_do_not_lock_others_out() {
     }
     // Once they have stalled, they count against their own budget: others get in.
     let started = Instant::now();
-    let served = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if crate::support::fetch("GET", &proxy.url("/blob/10?seed=96"), &[], b"")
-                .await
-                .is_ok_and(|r| r.status == 200)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(served.is_ok(), "a reading client was locked out");
+    let served =
+        crate::support::served_within(Duration::from_secs(10), &proxy.url("/blob/10?seed=96"))
+            .await;
+    assert!(served, "a reading client was locked out");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "served only after the send timeout: {:?}",

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::Proxy;
@@ -13,16 +12,13 @@ use crate::support::raw;
 use crate::support::raw_origin::{Drain, RawOrigin};
 
 fn config(origin: &RawOrigin, cache: &std::path::Path, flags: &[&str]) -> autodeploy_cache::Config {
-    let mut args = vec![
-        "autodeploy-cache".to_string(),
-        "--upstream".into(),
+    // A plain-HTTP origin: no CA. Temp paths have no spaces.
+    let line = format!(
+        "autodeploy-cache --upstream {} --cache-dir {}",
         origin.url(),
-        "--cache-dir".into(),
-        cache.display().to_string(),
-    ];
-    args.extend(flags.iter().map(|s| s.to_string()));
-    autodeploy_cache::Config::from_args(autodeploy_cache::Args::try_parse_from(args).unwrap(), None)
-        .unwrap()
+        cache.display()
+    );
+    crate::support::parse_config(line.split(' ').chain(flags.iter().copied()))
 }
 
 fn status(answer: &str) -> &str {

@@ -41,13 +41,8 @@ async fn hundred_cold_clients_share_one_streamed_fetch() {
         );
     }
     assert!(finished > started);
-    assert!(
-        eventually(Duration::from_secs(10), || cache_files(
-            &dir.path().join("cache")
-        )
-        .0 == 1)
-        .await
-    );
+    let cache = dir.path().join("cache");
+    assert!(eventually(Duration::from_secs(10), || cache_files(&cache).0 == 1).await);
     let hit = stream_check(url, 21).await.unwrap();
     assert_eq!(
         (hit.cache.as_str(), hit.correct, hit.len),
@@ -64,26 +59,18 @@ async fn a_client_that_leaves_does_not_stop_the_fill() {
     // It leaves once the fill is under way.
     assert!(eventually(Duration::from_secs(10), || origin.sent(&target) > 0).await);
     leaver.abort();
-    assert!(
-        eventually(Duration::from_secs(20), || cache_files(
-            &dir.path().join("cache")
-        )
-        .0 == 1)
-        .await
-    );
+    let cache = dir.path().join("cache");
+    assert!(eventually(Duration::from_secs(20), || cache_files(&cache).0 == 1).await);
     let hit = stream_check(url, 22).await.unwrap();
     assert_eq!((hit.cache.as_str(), hit.correct), ("HIT", true));
     assert_eq!(origin.count(&target), 1);
-    assert_eq!(temp_files(&dir.path().join("cache")), 0);
+    assert_eq!(temp_files(&cache), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fill_aborts_every_reader_and_the_next_request_refetches() {
-    let Setup {
-        dir: _dir,
-        origin,
-        proxy,
-    } = setup(&[]).await;
+    let s = setup(&[]).await;
+    let (origin, proxy) = (&s.origin, &s.proxy);
     let target = format!("/blob/{}?seed=23&rate={}&cut={}", 2 << 20, 4 << 20, 1 << 20);
     let url = proxy.url(&target);
     let clients: Vec<_> = (0..10)

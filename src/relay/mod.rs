@@ -267,12 +267,7 @@ fn check_account(account: &Account, log: &log::Logger) -> Result<(), Error> {
     let mut offset = 0i64;
     for attempt in 0..2 {
         let now = oauth::unix_now(0) as i64 + offset;
-        let signed = oauth::sign(
-            &request.to_sign(),
-            &account.credentials,
-            &oauth::fresh_nonce()?,
-            now.max(0) as u64,
-        )?;
+        let signed = account.sign(&request, now)?;
         let warn = |why: &str| {
             log.event(
                 "warning",

@@ -600,15 +600,9 @@ mod tests {
 
     #[test]
     fn short_host_names_keep_addresses_whole() {
-        let n = group(
-            "firing",
-            &["10.0.0.7", "esx-07.a.example", "esx-07.b.example"],
-            "",
-        );
-        assert_eq!(
-            render(&n, Template::Default),
-            "[FIRING:3] DatastoreUsage on 10.0.0.7, esx-07"
-        );
+        let hosts = ["10.0.0.7", "esx-07.a.example", "esx-07.b.example"];
+        let line = render(&group("firing", &hosts, ""), Template::Default);
+        assert_eq!(line, "[FIRING:3] DatastoreUsage on 10.0.0.7, esx-07");
     }
 
     #[test]

@@ -151,6 +151,20 @@ pub struct Account {
     pub sender: Box<dyn Sender + Send>,
 }
 
+impl Account {
+    /// `request` signed with a fresh nonce as at Unix second `at` (a corrected clock can be
+    /// behind the epoch on a broken host: the signature then says 0).
+    pub fn sign(&self, request: &api::Outgoing, at: i64) -> Result<oauth::Signature, Error> {
+        let nonce = oauth::fresh_nonce()?;
+        oauth::sign(
+            &request.to_sign(),
+            &self.credentials,
+            &nonce,
+            at.max(0) as u64,
+        )
+    }
+}
+
 /// How the worker posts.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -593,12 +607,7 @@ impl Worker {
             inflight.reply_to.as_deref(),
         );
         let ours = now as i64 + self.clock_offset;
-        let signed = oauth::sign(
-            &request.to_sign(),
-            &account.credentials,
-            &oauth::fresh_nonce()?,
-            ours.max(0) as u64,
-        )?;
+        let signed = account.sign(&request, ours)?;
         let response = match account
             .sender
             .send(&request, &signed.authorization, REQUEST_TIMEOUT)

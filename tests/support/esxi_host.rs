@@ -296,11 +296,14 @@ impl EsxiHost {
 
     /// Every `esxcli`/`localcli` call, as `"tool args..."`.
     pub fn cli_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.root().join("var/lib/fake/cli.calls"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.calls("cli")
+    }
+
+    /// The lines a fake tool wrote to `var/lib/fake/<tool>.calls`.
+    fn calls(&self, tool: &str) -> Vec<String> {
+        let log = self.root().join(format!("var/lib/fake/{tool}.calls"));
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
     }
 
     /// Stores `tgz` where Auto Deploy's download leaves it, then extracts every member and
@@ -421,12 +424,9 @@ impl EsxiHost {
         false
     }
 
+    /// Every firewall change, as `"args..."`.
     pub fn firewall_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.root().join("var/lib/fake/firewall.calls"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.calls("firewall")
     }
 
     /// Files under the root whose bytes contain `needle`.

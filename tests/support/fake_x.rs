@@ -407,26 +407,19 @@ fn answer(
     let mut state = state.lock().unwrap();
     let fresh_nonce = state.nonces.insert(nonce.clone());
     let in_time = timestamp.abs_diff(now) <= 300;
+    // X's v1.1 refusals name the cause (code 32 or 135); v2's does not.
+    let refused = |code: u32, message: &str| {
+        let body = if v1 {
+            format!(r#"{{"errors":[{{"code":{code},"message":"{message}"}}]}}"#)
+        } else {
+            UNAUTHORIZED_V2.to_string()
+        };
+        (401, vec![], body)
+    };
     let (status, extra, reply) = if !signature_ok || !fresh_nonce {
-        if v1 {
-            (
-                401,
-                vec![],
-                r#"{"errors":[{"code":32,"message":"Could not authenticate you."}]}"#.to_string(),
-            )
-        } else {
-            (401, vec![], UNAUTHORIZED_V2.to_string())
-        }
+        refused(32, "Could not authenticate you.")
     } else if !in_time {
-        if v1 {
-            (
-                401,
-                vec![],
-                r#"{"errors":[{"code":135,"message":"Timestamp out of bounds."}]}"#.to_string(),
-            )
-        } else {
-            (401, vec![], UNAUTHORIZED_V2.to_string())
-        }
+        refused(135, "Timestamp out of bounds.")
     } else if path_only == "/2/users/me" {
         match &state.behaviour.me {
             Some(canned) => (canned.status, canned.headers.clone(), canned.body.clone()),

@@ -20,6 +20,26 @@ pub const ACCESS_TOKEN_SECRET: &str = "TOKEN-SECRET-e9800998ecf8427e";
 
 /// The binary under test: the musl build from `make` when `ESXI_TWEET_BIN` says where it is,
 /// else cargo's own build of the same sources.
+/// Writes a config file (mode 0600) with the test credentials, `consumer_secret` for the
+/// consumer secret, the API at `api_base` trusted through `ca_file`, and `rest` after them.
+pub fn write_config(
+    path: &Path,
+    consumer_secret: &str,
+    api_base: &str,
+    ca_file: &Path,
+    rest: &str,
+) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let text = format!(
+        "consumer_key = \"{CONSUMER_KEY}\"\nconsumer_secret = \"{consumer_secret}\"\n\
+         access_token = \"{ACCESS_TOKEN}\"\naccess_token_secret = \"{ACCESS_TOKEN_SECRET}\"\n\
+         api_base = \"{api_base}\"\nca_file = \"{}\"\n{rest}",
+        ca_file.display()
+    );
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn binary() -> PathBuf {
     std::env::var_os("ESXI_TWEET_BIN")
         .map(PathBuf::from)

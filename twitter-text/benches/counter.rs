@@ -38,22 +38,15 @@ fn main() {
             continue;
         }
         let texts: Vec<String> = SIZES.iter().map(|&n| make(n)).collect();
-        let count: Vec<Duration> = texts
-            .iter()
-            .map(|t| {
-                least_time(|| {
-                    std::hint::black_box(twitter_text::parse_tweet(t));
-                })
-            })
-            .collect();
-        let fit: Vec<Duration> = texts
-            .iter()
-            .map(|t| {
-                least_time(|| {
-                    std::hint::black_box(twitter_text::fit(t));
-                })
-            })
-            .collect();
+        let times = |work: &dyn Fn(&str)| -> Vec<Duration> {
+            texts.iter().map(|t| least_time(|| work(t))).collect()
+        };
+        let count = times(&|t| {
+            std::hint::black_box(twitter_text::parse_tweet(t));
+        });
+        let fit = times(&|t| {
+            std::hint::black_box(twitter_text::fit(t));
+        });
         let growth = |d: &[Duration]| d[2].as_secs_f64() / d[1].as_secs_f64().max(1e-9);
         println!(
             "| {name} | {} | {} | {} | {:.1}x | {} | {} | {} | {:.1}x |",

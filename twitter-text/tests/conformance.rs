@@ -38,6 +38,18 @@ fn extract(text: &str) -> Vec<(String, [usize; 2])> {
 }
 
 /// Runs every case, and reports all the failures at once.
+/// A case's outcome: `got` is what was wanted, or both are said.
+fn same<T: PartialEq<U> + std::fmt::Debug, U: std::fmt::Debug>(
+    got: T,
+    want: U,
+) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{got:?}, want {want:?}"))
+    }
+}
+
 fn check_all(cases: &[Yaml], check: impl Fn(&Yaml) -> Result<(), String>) {
     assert!(!cases.is_empty());
     let failures: Vec<String> = cases
@@ -108,11 +120,7 @@ fn urls_are_extracted_as_x_extracts_them() {
                 .map(|u| u.as_str().expect("a URL"))
                 .collect();
             let got: Vec<String> = extract(text(case)).into_iter().map(|(u, _)| u).collect();
-            if got == want {
-                Ok(())
-            } else {
-                Err(format!("{got:?}, want {want:?}"))
-            }
+            same(got, want)
         });
     }
 }
@@ -135,11 +143,7 @@ fn urls_are_found_where_x_finds_them() {
                 })
                 .collect();
             let got = extract(text(case));
-            if got == want {
-                Ok(())
-            } else {
-                Err(format!("{got:?}, want {want:?}"))
-            }
+            same(got, want)
         });
     }
 }

@@ -28,10 +28,17 @@ pub struct Setup {
     pub proxy: Proxy,
 }
 
-/// Starts an origin and a proxy with `flags`.
-pub async fn setup(flags: &[&str]) -> Setup {
+/// A temp directory and an origin whose CA file is in it, for tests that start their proxy
+/// their own way.
+pub async fn origin_in_tempdir() -> (tempfile::TempDir, origin::Origin) {
     let dir = tempfile::tempdir().unwrap();
     let origin = origin::Origin::start(dir.path()).await;
+    (dir, origin)
+}
+
+/// Starts an origin and a proxy with `flags`.
+pub async fn setup(flags: &[&str]) -> Setup {
+    let (dir, origin) = origin_in_tempdir().await;
     let proxy = Proxy::start(
         &origin.url(),
         &origin.ca_file,
@@ -81,6 +88,11 @@ impl Proxy {
         format!("http://{}{target}", self.addr)
     }
 
+    /// A GET of `target` with `headers`, read whole.
+    pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Fetched {
+        fetch("GET", &self.url(target), headers, b"").await.unwrap()
+    }
+
     /// Graceful shutdown; waits until `run` returns.
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
@@ -108,8 +120,15 @@ pub fn config(
         "5s".into(),
     ];
     args.extend(flags.iter().map(|s| s.to_string()));
-    autodeploy_cache::Config::from_args(autodeploy_cache::Args::try_parse_from(args).unwrap(), None)
-        .unwrap()
+    parse_config(args)
+}
+
+/// The configuration a command line makes (its first word the program's name).
+pub fn parse_config<S: Into<std::ffi::OsString> + Clone>(
+    args: impl IntoIterator<Item = S>,
+) -> autodeploy_cache::Config {
+    let args = autodeploy_cache::Args::try_parse_from(args).unwrap();
+    autodeploy_cache::Config::from_args(args, None).unwrap()
 }
 
 /// A response read whole.
@@ -183,18 +202,12 @@ pub struct Streamed {
 pub async fn stream_check(url: String, seed: u64) -> Result<Streamed, String> {
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let response = client
-        .get(url.parse().unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let cache = response
-        .headers()
-        .get("x-cache-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let mut body = response.into_body();
+    let (head, mut body) = match client.get(url.parse().unwrap()).await {
+        Ok(response) => response.into_parts(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let cache = head.headers.get("x-cache-status").map(|v| v.as_bytes());
+    let cache = String::from_utf8_lossy(cache.unwrap_or_default()).into_owned();
     let mut len = 0u64;
     let mut correct = true;
     let mut first_byte = None;
@@ -211,7 +224,7 @@ pub async fn stream_check(url: String, seed: u64) -> Result<Streamed, String> {
         }
     }
     Ok(Streamed {
-        status,
+        status: head.status,
         cache,
         first_byte,
         len,
@@ -240,6 +253,20 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// Whether `url` answers 200 within `within`, asked every 50 ms.
+pub async fn served_within(within: Duration, url: &str) -> bool {
+    tokio::time::timeout(within, async {
+        while !fetch("GET", url, &[], b"")
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// Files under the cache directory, `tmp/` excluded, and their total size.
@@ -334,6 +361,11 @@ impl ProxyProcess {
         };
         eventually(Duration::from_secs(5), has_all).await;
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// SIGKILL, and waits for the process to be gone.
