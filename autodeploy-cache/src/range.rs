@@ -89,4 +89,62 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn unsatisfiable_and_ignored() {
+        assert_eq!(parse(Some("bytes=1000-"), 1000), Unsatisfiable);
+        assert_eq!(parse(Some("bytes=1000-1001"), 1000), Unsatisfiable);
+        assert_eq!(parse(Some("bytes=-0"), 1000), Unsatisfiable);
+        assert_eq!(parse(Some("bytes=-1"), 0), Unsatisfiable);
+        assert_eq!(parse(None, 10), Full);
+        assert_eq!(parse(Some("items=0-1"), 10), Full);
+        assert_eq!(parse(Some("bytes=0-1,3-4"), 10), Full);
+        assert_eq!(parse(Some("bytes=5-2"), 10), Full);
+        assert_eq!(parse(Some("bytes=a-b"), 10), Full);
+        assert_eq!(parse(Some("bytes=+1-2"), 10), Full);
+        assert_eq!(parse(Some("bytes=99999999999999999999999-"), 10), Full);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests standing in for a fuzzer: any header and length give an answer that
+    //! lies inside the body.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(if std::env::var_os("SOAK").is_some() { 1_000_000 } else { 5000 }))]
+
+        #[test]
+        fn any_header_gives_a_span_inside_the_body(header in ".{0,40}", length in any::<u64>()) {
+            check(parse(Some(&header), length), length)?;
+        }
+
+        #[test]
+        fn numeric_ranges_give_a_span_inside_the_body(
+            a in prop::option::of(any::<u64>()),
+            b in prop::option::of(any::<u64>()),
+            length in 0u64..10_000,
+        ) {
+            let header = format!(
+                "bytes={}-{}",
+                a.map(|v| v.to_string()).unwrap_or_default(),
+                b.map(|v| v.to_string()).unwrap_or_default()
+            );
+            check(parse(Some(&header), length), length)?;
+        }
+    }
+
+    fn check(r: RangeRequest, length: u64) -> Result<(), TestCaseError> {
+        if let RangeRequest::Partial { start, end } = r {
+            prop_assert!(start < end, "empty span {start}..{end}");
+            prop_assert!(
+                end <= length,
+                "span past the end: {start}..{end} of {length}"
+            );
+        }
+        Ok(())
+    }
 }
