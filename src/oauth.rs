@@ -194,7 +194,7 @@ pub fn normalize_parameters(params: &[(String, String)]) -> String {
         .iter()
         .map(|(n, v)| (percent_encode(n), percent_encode(v)))
         .collect();
-    encoded.sort();
+    encoded.sort_unstable();
     encoded
         .iter()
         .map(|(n, v)| format!("{n}={v}"))
@@ -234,7 +234,7 @@ pub fn hmac_sha1(key: &str, base_string: &str) -> String {
 pub fn authorization_header(protocol: &ProtocolParams, signature: &str) -> String {
     let mut pairs = protocol.pairs();
     pairs.push(("oauth_signature".to_string(), signature.to_string()));
-    pairs.sort();
+    pairs.sort_unstable();
     let fields: Vec<String> = pairs
         .iter()
         .map(|(n, v)| format!("{}=\"{}\"", percent_encode(n), percent_encode(v)))

@@ -68,9 +68,11 @@ impl<'de> Deserialize<'de> for Fingerprints {
         }
         Ok(Fingerprints(match Either::deserialize(deserializer)? {
             Either::Hash(hash) => hash,
-            Either::List(mut list) => {
-                list.sort();
-                format!("list:{}", list.join(","))
+            Either::List(list) => {
+                // Sorted as `&str`, like the fingerprints of new alerts: one sort in the binary.
+                let mut sorted: Vec<&str> = list.iter().map(String::as_str).collect();
+                sorted.sort_unstable();
+                format!("list:{}", sorted.join(","))
             }
         }))
     }
