@@ -70,6 +70,9 @@ pub enum Decision {
     Refresh {
         /// The entry allows stale service now.
         stale_ok: bool,
+        /// It is within its `stale-while-revalidate` window: it is served at once, even to the
+        /// request that starts the refresh, which runs in the background.
+        in_background: bool,
     },
 }
 
@@ -97,13 +100,17 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     if stored.expires_at > facts.now {
         return Decision::Hit;
     }
+    let in_background =
+        policy::may_serve_stale_while_revalidating(stored.headers, stored.expires_at, facts.now);
     Decision::Refresh {
-        stale_ok: policy::may_serve_stale_on_error(
-            stored.headers,
-            stored.expires_at,
-            facts.now,
-            facts.stale_if_error,
-        ),
+        stale_ok: in_background
+            || policy::may_serve_stale_on_error(
+                stored.headers,
+                stored.expires_at,
+                facts.now,
+                facts.stale_if_error,
+            ),
+        in_background,
     }
 }
 
@@ -123,6 +130,9 @@ pub enum Claim {
 pub enum Action {
     /// Start the fill (conditional when refreshing) and read it, reported as `status`.
     Start(CacheStatus),
+    /// Start the refresh in the background and serve the expired entry, reported as `status`
+    /// (`UPDATING`).
+    StartBehind(CacheStatus),
     /// Read the other request's fill, reported as `status`.
     Join(CacheStatus),
     /// Serve the expired entry, reported as `status` (`UPDATING` while another request
@@ -135,14 +145,24 @@ pub enum Action {
 /// What to do for `decision` given the `claim`.
 pub fn claim(decision: Decision, claim: Claim) -> Action {
     match (decision, claim) {
+        (
+            Decision::Refresh {
+                in_background: true,
+                ..
+            },
+            Claim::Created,
+        ) => Action::StartBehind(CacheStatus::Updating),
         (Decision::Refresh { .. }, Claim::Created) => Action::Start(CacheStatus::Expired),
-        (Decision::Refresh { stale_ok: true }, Claim::Existing) => {
+        (Decision::Refresh { stale_ok: true, .. }, Claim::Existing) => {
             Action::ServeStored(CacheStatus::Updating)
         }
-        (Decision::Refresh { stale_ok: false }, Claim::Existing) => {
-            Action::Join(CacheStatus::Expired)
-        }
-        (Decision::Refresh { stale_ok: true }, Claim::Full) => {
+        (
+            Decision::Refresh {
+                stale_ok: false, ..
+            },
+            Claim::Existing,
+        ) => Action::Join(CacheStatus::Expired),
+        (Decision::Refresh { stale_ok: true, .. }, Claim::Full) => {
             Action::ServeStored(CacheStatus::Stale)
         }
         (_, Claim::Created) => Action::Start(CacheStatus::Miss),
@@ -248,22 +268,64 @@ mod tests {
         };
         assert_eq!(
             decide(&facts(&req, Some(expired(&plain)), None)),
-            Decision::Refresh { stale_ok: true }
+            Decision::Refresh {
+                stale_ok: true,
+                in_background: false
+            }
         );
         assert_eq!(
             decide(&facts(&req, Some(expired(&strict)), None)),
-            Decision::Refresh { stale_ok: false }
+            Decision::Refresh {
+                stale_ok: false,
+                in_background: false
+            }
         );
         let mut bounded = facts(&req, Some(expired(&plain)), None);
         bounded.now = NOW + 7200;
         bounded.stale_if_error = Some(Duration::from_secs(3600));
-        assert_eq!(decide(&bounded), Decision::Refresh { stale_ok: false });
+        assert_eq!(
+            decide(&bounded),
+            Decision::Refresh {
+                stale_ok: false,
+                in_background: false
+            }
+        );
+        // Within a stale-while-revalidate window: served at once, refreshed behind.
+        let swr = h(&[("cache-control", "max-age=60, stale-while-revalidate=30")]);
+        let mut within = facts(&req, Some(expired(&swr)), None);
+        let behind = Decision::Refresh {
+            stale_ok: true,
+            in_background: true,
+        };
+        assert_eq!(decide(&within), behind);
+        assert_eq!(
+            claim(behind, Claim::Created),
+            Action::StartBehind(CacheStatus::Updating)
+        );
+        assert_eq!(
+            claim(behind, Claim::Existing),
+            Action::ServeStored(CacheStatus::Updating)
+        );
+        within.now = NOW + 60;
+        assert_eq!(
+            decide(&within),
+            Decision::Refresh {
+                stale_ok: true,
+                in_background: false
+            }
+        );
     }
 
     #[test]
     fn claims_decide_between_fetching_joining_standing_in_and_passing_through() {
-        let ok = Decision::Refresh { stale_ok: true };
-        let strict = Decision::Refresh { stale_ok: false };
+        let ok = Decision::Refresh {
+            stale_ok: true,
+            in_background: false,
+        };
+        let strict = Decision::Refresh {
+            stale_ok: false,
+            in_background: false,
+        };
         use CacheStatus::{Expired, Miss, Stale, Updating};
         let table = [
             (Decision::Fill, Claim::Created, Action::Start(Miss)),

@@ -174,7 +174,13 @@ async fn fetch(
         response.status(),
         response.headers(),
     ) && (response.status() == StatusCode::OK
-        || !policy::freshness_lifetime(response.status(), response.headers(), ctx.valid).is_zero());
+        || !policy::freshness_lifetime(
+            response.status(),
+            response.headers(),
+            ctx.valid,
+            received.response_time,
+        )
+        .is_zero());
     let expires_at = expiry(response.status(), response.headers(), received, ctx.valid);
     let vary_names = policy::vary_names(response.headers()).unwrap_or_default();
     let vary = policy::vary_values(policy_request.headers(), &vary_names);

@@ -1,4 +1,5 @@
-//! HTTP caching rules (RFC 9111, with RFC 5861's `stale-if-error`) as pure functions of the
+//! HTTP caching rules (RFC 9111, with RFC 5861's `stale-if-error` and `stale-while-revalidate`
+//! and RFC 9213's `CDN-Cache-Control`) as pure functions of the
 //! request, the response and `now`: what may be stored, for how long it is fresh, its age,
 //! whether it may be served stale, whether a stored variant matches a request, and what an
 //! unsafe request invalidates. No I/O and no clock: the callers pass the time, so every rule
@@ -36,13 +37,85 @@ pub struct Directives {
     pub s_maxage: Option<u64>,
     /// `stale-if-error` (RFC 5861).
     pub stale_if_error: Option<u64>,
+    /// `stale-while-revalidate` (RFC 5861).
+    pub stale_while_revalidate: Option<u64>,
 }
 
+/// RFC 9213's cache-control field for the caches of a CDN, which a gateway cache run by the
+/// origin's operators is.
+const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
 impl Directives {
-    /// The directives of every `Cache-Control` line of `headers`.
+    /// The directives of every `Cache-Control` line of `headers` (a request's).
     pub fn of(headers: &HeaderMap) -> Self {
+        Self::of_field(headers, &header::CACHE_CONTROL)
+    }
+
+    /// A response's directives for this cache: those of `CDN-Cache-Control` when it is there
+    /// and valid (RFC 9213 2.1: then `Cache-Control` is ignored, so an origin can give its
+    /// gateway caches other rules than browsers), else those of `Cache-Control`.
+    pub fn of_response(response: &HeaderMap) -> Self {
+        Self::targeted(response).unwrap_or_else(|| Self::of(response))
+    }
+
+    /// The directives of `CDN-Cache-Control`, a Structured Fields dictionary (RFC 8941):
+    /// `None` when it is absent or empty, is not a valid dictionary, or gives a directive we know a
+    /// value of the wrong type (RFC 9213 2.1: such a field is ignored whole).
+    fn targeted(response: &HeaderMap) -> Option<Self> {
+        let lines: Vec<&str> = response
+            .get_all(&CDN_CACHE_CONTROL)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect::<Option<_>>()?;
+        if lines.is_empty() {
+            return None;
+        }
+        let joined = lines.join(", ");
+        let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse().ok()?;
+        if dictionary.is_empty() {
+            // Nothing said: Cache-Control still speaks.
+            return None;
+        }
         let mut d = Self::default();
-        for value in headers.get_all(header::CACHE_CONTROL) {
+        for (key, member) in &dictionary {
+            let sfv::ListEntry::Item(item) = member else {
+                continue;
+            };
+            let value = &item.bare_item;
+            let seconds = value
+                .as_integer()
+                .and_then(|n| u64::try_from(i64::from(n)).ok());
+            // `no-cache="Set-Cookie"` and the like are still that directive.
+            let flag = value.as_boolean() == Some(true) || value.as_string().is_some();
+            let (flag_field, seconds_field) = match key.as_str() {
+                "no-store" => (Some(&mut d.no_store), None),
+                "no-cache" => (Some(&mut d.no_cache), None),
+                "private" => (Some(&mut d.private), None),
+                "public" => (Some(&mut d.public), None),
+                "must-revalidate" => (Some(&mut d.must_revalidate), None),
+                "proxy-revalidate" => (Some(&mut d.proxy_revalidate), None),
+                "max-age" => (None, Some(&mut d.max_age)),
+                "s-maxage" => (None, Some(&mut d.s_maxage)),
+                "stale-if-error" => (None, Some(&mut d.stale_if_error)),
+                "stale-while-revalidate" => (None, Some(&mut d.stale_while_revalidate)),
+                _ => (None, None),
+            };
+            if let Some(field) = flag_field {
+                *field = flag;
+                if !flag {
+                    return None;
+                }
+            }
+            if let Some(field) = seconds_field {
+                *field = Some(seconds?);
+            }
+        }
+        Some(d)
+    }
+
+    fn of_field(headers: &HeaderMap, field: &HeaderName) -> Self {
+        let mut d = Self::default();
+        for value in headers.get_all(field) {
             let Ok(value) = value.to_str() else { continue };
             for part in split_list(value) {
                 let (name, arg) = match part.split_once('=') {
@@ -50,6 +123,10 @@ impl Directives {
                     None => (part.trim(), None),
                 };
                 let seconds = || arg.and_then(delta_seconds);
+                // A freshness lifetime that is not delta-seconds (`-1`, `'60'`, none) makes
+                // the response stale rather than leaving it to heuristics or `--valid`: the
+                // origin meant to limit its reuse, and reuse is what it cannot have wrong.
+                let lifetime = || Some(seconds().unwrap_or(0));
                 match name.to_ascii_lowercase().as_str() {
                     "no-store" => d.no_store = true,
                     "no-cache" => d.no_cache = true,
@@ -57,9 +134,12 @@ impl Directives {
                     "public" => d.public = true,
                     "must-revalidate" => d.must_revalidate = true,
                     "proxy-revalidate" => d.proxy_revalidate = true,
-                    "max-age" => d.max_age = d.max_age.or_else(seconds),
-                    "s-maxage" => d.s_maxage = d.s_maxage.or_else(seconds),
+                    "max-age" => d.max_age = d.max_age.or_else(lifetime),
+                    "s-maxage" => d.s_maxage = d.s_maxage.or_else(lifetime),
                     "stale-if-error" => d.stale_if_error = d.stale_if_error.or_else(seconds),
+                    "stale-while-revalidate" => {
+                        d.stale_while_revalidate = d.stale_while_revalidate.or_else(seconds);
+                    }
                     _ => {}
                 }
             }
@@ -114,7 +194,7 @@ pub fn storable(
         return false;
     }
     let req = Directives::of(request);
-    let res = Directives::of(response);
+    let res = Directives::of_response(response);
     if req.no_store || res.no_store || res.private {
         return false;
     }
@@ -154,18 +234,22 @@ pub struct Received {
 /// How long `response` is fresh (RFC 9111 4.2.1): `s-maxage`, `max-age`, `Expires` - `Date`,
 /// or, for heuristically cacheable statuses without any of them, `default` for 200 (nginx's
 /// `proxy_cache_valid`, our `--valid`) and 10% of the time since `Last-Modified` for the
-/// others. An `Expires` that does not parse is in the past (5.3).
-pub fn freshness_lifetime(status: StatusCode, response: &HeaderMap, default: Duration) -> Duration {
-    let d = Directives::of(response);
+/// others. An `Expires` that does not parse is in the past (5.3); a `Date` that does not is
+/// when the response arrived, `received_at` (RFC 9110 6.6.1).
+pub fn freshness_lifetime(
+    status: StatusCode,
+    response: &HeaderMap,
+    default: Duration,
+    received_at: u64,
+) -> Duration {
+    let d = Directives::of_response(response);
     if let Some(s) = d.s_maxage.or(d.max_age) {
         return Duration::from_secs(s);
     }
     if let Some(expires) = response.get(header::EXPIRES) {
-        let expires = expires
-            .to_str()
-            .ok()
-            .and_then(|v| httpdate::parse_http_date(v).ok());
-        let date = date_of(response);
+        let expires = expires.to_str().ok().and_then(parse_date);
+        let date =
+            date_of(response).or_else(|| Some(UNIX_EPOCH + Duration::from_secs(received_at)));
         return match (expires, date) {
             (Some(e), Some(d)) => e.duration_since(d).unwrap_or_default(),
             _ => Duration::ZERO,
@@ -180,18 +264,71 @@ pub fn freshness_lifetime(status: StatusCode, response: &HeaderMap, default: Dur
     let last_modified = response
         .get(header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
+        .and_then(parse_date);
     match (last_modified, date_of(response)) {
         (Some(lm), Some(date)) => date.duration_since(lm).unwrap_or_default() / 10,
         _ => Duration::ZERO,
     }
 }
 
+/// An HTTP date (RFC 9110 5.6.7), read as leniently as that section asks of recipients: any
+/// of the three formats, names in any case, and a weekday that does not match the date (the
+/// date wins). What still does not parse is no date.
+pub fn parse_date(text: &str) -> Option<SystemTime> {
+    if let Ok(time) = httpdate::parse_http_date(text) {
+        return Some(time);
+    }
+    let text = canonical_case(text.trim());
+    if let Ok(time) = httpdate::parse_http_date(&text) {
+        return Some(time);
+    }
+    // The weekday is the first word; httpdate insists that it matches, so each is tried.
+    let rest = &text[text.find([',', ' '])?..];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let long = text.find([',', ' '])? > 3;
+    DAYS.iter().find_map(|day| {
+        let day = if long { day } else { &day[..3] };
+        httpdate::parse_http_date(&format!("{day}{rest}")).ok()
+    })
+}
+
+/// `text` with each run of letters as the date formats spell names: `GMT`, else a capital
+/// and small letters (`THU` -> `Thu`, `aug` -> `Aug`).
+fn canonical_case(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        if word.eq_ignore_ascii_case("gmt") {
+            out.push_str("GMT");
+        } else {
+            out.push_str(&word[..1].to_ascii_uppercase());
+            out.push_str(&word[1..].to_ascii_lowercase());
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn date_of(response: &HeaderMap) -> Option<SystemTime> {
     response
         .get(header::DATE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(parse_date)
 }
 
 /// The `Age` header's value: the first member of a list that is `delta-seconds`; anything
@@ -221,7 +358,7 @@ pub fn expires_at(
     received: Received,
     default: Duration,
 ) -> u64 {
-    let lifetime = freshness_lifetime(status, response, default).as_secs();
+    let lifetime = freshness_lifetime(status, response, default, received.response_time).as_secs();
     let age_at_arrival = current_age(response, received, received.response_time);
     received
         .response_time
@@ -231,7 +368,7 @@ pub fn expires_at(
 
 /// Whether a stored response must be validated before every use (`no-cache`).
 pub fn must_validate_each_time(response: &HeaderMap) -> bool {
-    Directives::of(response).no_cache
+    Directives::of_response(response).no_cache
 }
 
 /// Whether a stored response that expired at `expired_at` may be served when the upstream
@@ -245,8 +382,8 @@ pub fn may_serve_stale_on_error(
     now: u64,
     limit: Option<Duration>,
 ) -> bool {
-    let d = Directives::of(response);
-    if d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache {
+    let d = Directives::of_response(response);
+    if forbids_stale(&d) {
         return false;
     }
     let stale_for = now.saturating_sub(expired_at);
@@ -254,6 +391,22 @@ pub fn may_serve_stale_on_error(
         Some(bound) => stale_for <= bound.as_secs(),
         None => true,
     }
+}
+
+/// Whether a stored response that expired at `expired_at` may be served at `now` while it is
+/// refreshed in the background: within its `stale-while-revalidate` window (RFC 5861 3), and
+/// unless it forbids stale service as for [`may_serve_stale_on_error`].
+pub fn may_serve_stale_while_revalidating(response: &HeaderMap, expired_at: u64, now: u64) -> bool {
+    let d = Directives::of_response(response);
+    !forbids_stale(&d)
+        && d.stale_while_revalidate
+            .is_some_and(|window| now.saturating_sub(expired_at) <= window)
+}
+
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies it for shared caches) and
+/// `no-cache` each forbid serving the response stale.
+fn forbids_stale(d: &Directives) -> bool {
+    d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some() || d.no_cache
 }
 
 /// The request header names a response varies on, lower case; `None` for `Vary: *` (which

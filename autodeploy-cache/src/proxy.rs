@@ -261,7 +261,7 @@ impl Proxy {
                     serve_entry(&self.delivery, &parts, entry),
                     Some(CacheStatus::Hit),
                 ),
-                (decision @ Decision::Refresh { stale_ok }, Some(entry), _) => {
+                (decision @ Decision::Refresh { stale_ok, .. }, Some(entry), _) => {
                     self.fetch(&key, &parts, client, decision, Some((entry, stale_ok)))
                         .await
                 }
@@ -313,6 +313,21 @@ impl Proxy {
                     stand_in,
                 )
                 .await
+            }
+            // A stand-in is there: the entry is within its stale-while-revalidate window.
+            (Action::StartBehind(status), Some(fill), Some(entry)) => {
+                let mut request = self.fill_request(parts, client);
+                add_validators(&mut request, &entry);
+                // Nobody waits for a response the cache cannot keep: the handoff is dropped.
+                let (give, _) = oneshot::channel();
+                tokio::spawn(fill::run(
+                    fill,
+                    self.fill_context(),
+                    request,
+                    Some(entry.clone()),
+                    give,
+                ));
+                (serve_entry(&self.delivery, parts, entry), Some(status))
             }
             (Action::Join(status), Some(fill), _) => {
                 self.from_fill(parts, client, fill.subscribe(), None, status, None)

@@ -213,5 +213,5 @@ fn not_modified(parts: &http::request::Parts, entry: &Entry) -> bool {
 }
 
 fn httpdate_parse(s: &str) -> Result<SystemTime, ()> {
-    httpdate::parse_http_date(s).map_err(|_| ())
+    crate::policy::parse_date(s).ok_or(())
 }

@@ -118,6 +118,53 @@ async fn stale_if_error_bounds_stale_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_from_the_cache_and_refreshes_behind() {
+    let s = setup(&[]).await;
+    // Stale on arrival, with a minute in which it may be served while it is refreshed.
+    let within = "/blob/2000?seed=48&etag=v1&cc=max-age=0,stale-while-revalidate=60";
+    // Two hours old on arrival: past that minute.
+    let past = "/blob/2000?seed=49&etag=v1&cc=max-age=0,stale-while-revalidate=60&age=7200";
+    for target in [within, past] {
+        assert_eq!(get(&s.proxy.url(target)).await.cache(), "MISS");
+    }
+    assert!(s.stored(2).await);
+    let r = get(&s.proxy.url(within)).await;
+    assert_eq!(
+        r.cache(),
+        "UPDATING",
+        "served from the cache while refreshed"
+    );
+    assert_eq!(r.body, expected(48, 0, 2000));
+    assert!(
+        eventually(Duration::from_secs(10), || s.origin.count(within) == 2).await,
+        "the refresh went upstream behind the answer"
+    );
+    let r = get(&s.proxy.url(past)).await;
+    assert_eq!(
+        r.cache(),
+        "REVALIDATED",
+        "past the window the refresh is waited for"
+    );
+    assert_eq!(s.origin.count(past), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_sets_this_caches_rules() {
+    let s = setup(&[]).await;
+    // Browsers may keep it an hour; the gateway only revalidates (RFC 9213).
+    let target = "/blob/300?seed=50&cc=max-age=3600&cdn=no-cache&etag=v1";
+    assert_eq!(get(&s.proxy.url(target)).await.cache(), "MISS");
+    assert!(s.stored(1).await);
+    let r = get(&s.proxy.url(target)).await;
+    assert_ne!(r.cache(), "HIT", "CDN-Cache-Control: no-cache wins");
+    assert_eq!(
+        r.headers["cache-control"], "max-age=3600",
+        "passed on as sent"
+    );
+    assert_eq!(s.origin.count(target), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_304_refreshes_and_updates_the_stored_headers() {
     let s = setup(&[]).await;
     let target = "/blob/3000?seed=40&etag=v1&cc=max-age=0";

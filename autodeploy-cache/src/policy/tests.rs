@@ -32,7 +32,12 @@ fn directive_names_are_case_insensitive_and_first_value_wins() {
         "cache-control",
         "max-age=-1, max-age=1.5, private=\"a,b\"",
     )]));
-    assert_eq!(d.max_age, None, "not delta-seconds");
+    assert_eq!(d.max_age, Some(0), "not delta-seconds: stale");
+    for invalid in ["max-age=-1", "max-age='3600'", "max-age", "s-maxage=1.5"] {
+        let lifetime =
+            freshness_lifetime(StatusCode::OK, &h(&[("cache-control", invalid)]), DAY, T0);
+        assert_eq!(lifetime, Duration::ZERO, "{invalid}");
+    }
     assert!(d.private);
 }
 
@@ -109,7 +114,7 @@ fn authorized_responses_are_shared_only_when_they_say_so() {
 #[test]
 fn freshness_from_s_maxage_max_age_expires_or_heuristics() {
     let ok = StatusCode::OK;
-    let f = |pairs: &[(&str, &str)]| freshness_lifetime(ok, &h(pairs), DAY).as_secs();
+    let f = |pairs: &[(&str, &str)]| freshness_lifetime(ok, &h(pairs), DAY, T0).as_secs();
     assert_eq!(f(&[("cache-control", "max-age=60, s-maxage=30")]), 30);
     assert_eq!(f(&[("cache-control", "max-age=60")]), 60);
     assert_eq!(f(&[("date", &date(T0)), ("expires", &date(T0 + 90))]), 90);
@@ -127,15 +132,18 @@ fn freshness_from_s_maxage_max_age_expires_or_heuristics() {
         "invalid is past"
     );
     assert_eq!(f(&[("date", &date(T0)), ("expires", "soon")]), 0);
+    // A Date that does not parse is the time of arrival (T0).
+    assert_eq!(f(&[("date", "foo"), ("expires", &date(T0 + 90))]), 90);
+    assert_eq!(f(&[("expires", &date(T0 + 30))]), 30);
     assert_eq!(f(&[]), 86_400, "--valid for a plain 200");
     let lm = [("date", date(T0)), ("last-modified", date(T0 - 1000))];
     let lm: Vec<(&str, &str)> = lm.iter().map(|(n, v)| (*n, v.as_str())).collect();
     assert_eq!(
-        freshness_lifetime(StatusCode::NOT_FOUND, &h(&lm), DAY).as_secs(),
+        freshness_lifetime(StatusCode::NOT_FOUND, &h(&lm), DAY, T0).as_secs(),
         100
     );
     assert_eq!(
-        freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), DAY).as_secs(),
+        freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), DAY, T0).as_secs(),
         0
     );
 }
@@ -258,4 +266,111 @@ fn a_304_updates_the_stored_headers() {
         out["content-length"], "5",
         "the stored body's framing stays"
     );
+}
+
+#[test]
+fn cdn_cache_control_overrides_cache_control_for_this_cache() {
+    let ok = StatusCode::OK;
+    let get = Method::GET;
+    let lifetime = |pairs: &[(&str, &str)]| freshness_lifetime(ok, &h(pairs), DAY, T0).as_secs();
+    let cc_long = ("cache-control", "max-age=3600");
+    assert_eq!(
+        lifetime(&[cc_long, ("cdn-cache-control", "max-age=60")]),
+        60
+    );
+    assert_eq!(
+        lifetime(&[
+            ("cache-control", "max-age=0"),
+            ("cdn-cache-control", "max-age=600")
+        ]),
+        600
+    );
+    // Not a valid dictionary, or a directive with a value of the wrong type: ignored whole.
+    for invalid in [
+        " ",
+        "max-age=10000, &&&&&",
+        "max-age=\"10000\"",
+        "max-age=-1",
+        "no-store=1",
+    ] {
+        assert_eq!(
+            lifetime(&[cc_long, ("cdn-cache-control", invalid)]),
+            3600,
+            "{invalid}"
+        );
+    }
+    // An unknown directive is no reason to ignore the rest.
+    assert_eq!(
+        lifetime(&[cc_long, ("cdn-cache-control", "max-age=60, foo=bar")]),
+        60
+    );
+    // What it forbids is forbidden whatever Cache-Control says, and the other way round.
+    let stored = |pairs: &[(&str, &str)]| storable(&get, &HeaderMap::new(), ok, &h(pairs));
+    assert!(!stored(&[cc_long, ("cdn-cache-control", "no-store")]));
+    assert!(!stored(&[cc_long, ("cdn-cache-control", "private")]));
+    assert!(stored(&[
+        ("cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=60")
+    ]));
+    assert!(must_validate_each_time(&h(&[
+        cc_long,
+        ("cdn-cache-control", "no-cache")
+    ])));
+    // Requests keep their Cache-Control.
+    assert!(Directives::of(&h(&[("cdn-cache-control", "no-cache")])) == Directives::default());
+}
+
+#[test]
+fn stale_while_revalidate_has_a_window() {
+    let swr = |cc: &str, stale_for: u64| {
+        may_serve_stale_while_revalidating(&h(&[("cache-control", cc)]), T0, T0 + stale_for)
+    };
+    assert!(swr("max-age=1, stale-while-revalidate=60", 0));
+    assert!(swr("max-age=1, stale-while-revalidate=60", 60));
+    assert!(
+        !swr("max-age=1, stale-while-revalidate=60", 61),
+        "past the window"
+    );
+    assert!(!swr("max-age=1", 1), "no window, no stale service");
+    for forbidding in [
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage=1",
+        "no-cache",
+    ] {
+        let cc = format!("{forbidding}, stale-while-revalidate=60");
+        assert!(!swr(&cc, 1), "{forbidding}");
+    }
+    let targeted = h(&[
+        ("cache-control", "max-age=1, stale-while-revalidate=60"),
+        ("cdn-cache-control", "max-age=1"),
+    ]);
+    assert!(!may_serve_stale_while_revalidating(&targeted, T0, T0 + 1));
+}
+
+#[test]
+fn dates_are_read_leniently() {
+    let want = parse_date("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+    for text in [
+        "THU, 18 Aug 2050 02:01:18 GMT",
+        "Thu, 18 AUG 2050 02:01:18 GMT",
+        "Thu, 18 Aug 2050 02:01:18 gmt",
+        "Mon, 18 Aug 2050 02:01:18 GMT",
+        "Thursday, 18-Aug-50 02:01:18 GMT",
+        "Monday, 18-Aug-50 02:01:18 GMT",
+        "Thu Aug 18 02:01:18 2050",
+        "Mon Aug 18 02:01:18 2050",
+    ] {
+        assert_eq!(parse_date(text), Some(want), "{text}");
+    }
+    for text in [
+        "0",
+        "",
+        "soon",
+        "Thu, 32 Aug 2050 02:01:18 GMT",
+        "Thu, 18 Aug 2050",
+    ] {
+        assert_eq!(parse_date(text), None, "{text}");
+    }
+    assert_eq!(canonical_case("tHU, 01 jAN gmt x"), "Thu, 01 Jan GMT X");
 }

@@ -1,6 +1,6 @@
 //! A fake Auto Deploy origin on 127.0.0.1 over HTTPS (a test CA made with rcgen). It serves
 //! deterministic bodies of any size, generated rather than stored, and its behaviour is chosen
-//! per request by the query: `/blob/<size>?seed=&rate=&cut=&stall=&status=&cc=&cookie=&etag=
+//! per request by the query: `/blob/<size>?seed=&rate=&cut=&stall=&status=&cc=&cdn=&cookie=&etag=
 //! &chunked=&lm=&vary=&age=`. With `vary` the body depends on the request's `Accept-Encoding`
 //! (seed + 1000 when it names gzip) and says so in `Vary`; a 304 carries `x-validated: <n>`,
 //! the number of requests for the target so far. It counts requests and bytes per path and
@@ -237,6 +237,9 @@ async fn answer(request: Request<Incoming>, state: Arc<Mutex<State>>) -> Respons
     let status = num("status").unwrap_or(200) as u16;
     if let Some(cc) = query.get("cc") {
         response = response.header("cache-control", cc.replace("%20", " "));
+    }
+    if let Some(cdn) = query.get("cdn") {
+        response = response.header("cdn-cache-control", cdn.replace("%20", " "));
     }
     if query.contains_key("cookie") {
         response = response.header("set-cookie", "session=abc");
