@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MUSL := x86_64-unknown-linux-musl
 CARGO ?= cargo
 
-.PHONY: all build build-deps test-deps msrv bundle bundle-config vib install uninstall test package-check lint clean bench bench-counter demo bench-tools soak
+.PHONY: all build build-deps test-deps msrv bundle bundle-config vib install uninstall test package-check lint clean bench bench-counter cache-tests demo bench-tools soak
 
 # `make CONFIG=path/to/config.toml` also builds the script bundle.
 all: build vib $(if $(CONFIG),bundle)
@@ -90,6 +90,11 @@ bench-tools:
 
 bench: build bench-tools bench-counter
 	python3 scripts/bench.py
+
+# The public HTTP caching tests (cache-tests.fyi) through the proxy: bench/cache-tests.md.
+# CACHE_TESTS_DIR is a checkout of github.com/http-tests/cache-tests; needs node and npm.
+cache-tests: build
+	python3 scripts/cache_tests.py
 
 # The text counter on hostile input (64 KiB to 1 MiB of each family): bench/counter.md.
 bench-counter:
