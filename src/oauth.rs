@@ -194,6 +194,8 @@ pub fn normalize_parameters(params: &[(String, String)]) -> String {
         .iter()
         .map(|(n, v)| (percent_encode(n), percent_encode(v)))
         .collect();
+    // Unstable sorting is exact here (equal pairs are identical) and keeps one sort in the
+    // binary instead of two.
     encoded.sort_unstable();
     encoded
         .iter()
