@@ -15,12 +15,13 @@ github.com/http-tests/cache-tests. Its npm dependencies are installed into it wh
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import free_port, wait_port  # scripts/ is on the path of a script run from it
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY = ROOT / "dist" / "autodeploy-cache"
@@ -43,22 +44,6 @@ for (const group of tests) {
 }
 console.log(JSON.stringify(out))
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"cache-tests: nothing listens on port {port} after {timeout}s")
 
 
 def main():

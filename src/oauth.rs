@@ -506,7 +506,7 @@ mod tests {
         .unwrap()
     }
 
-    /// Method, URL, token pair, timestamp, nonce, extra parameters, signature.
+    /// Method, URL, token pair, timestamp, nonce, extra parameters.
     type Vector<'a> = (
         &'a str,
         &'a str,
@@ -514,42 +514,37 @@ mod tests {
         u64,
         &'a str,
         &'a [(&'a str, &'a str)],
-        &'a str,
     );
 
     #[test]
     fn rfc5849_section_1_2_flow() {
         // The three requests of the flow: initiate, token, the protected resource.
-        let flow: [Vector; 3] = [
+        const INITIATE: &str = "https://photos.example.net/initiate";
+        const TOKEN: &str = "https://photos.example.net/token";
+        const PHOTOS: &str = "http://photos.example.net/photos?file=vacation.jpg&size=original";
+        let request_token = Some(("hh5s93j4hdidpola", "hdhd0244k9j7ao03"));
+        let access_token = Some(("nnch734d00sl2jdk", "pfkkdhi9sl3r4s00"));
+        let callback = [("oauth_callback", "http://printer.example.com/ready")];
+        let verifier = [("oauth_verifier", "hfdp7dh39dks9884")];
+        let requests: [Vector; 3] = [
+            ("POST", INITIATE, None, 137131200, "wIjqoS", &callback),
             (
                 "POST",
-                "https://photos.example.net/initiate",
-                None,
-                137131200,
-                "wIjqoS",
-                &[("oauth_callback", "http://printer.example.com/ready")],
-                "74KNZJeDHnMBp0EMJ9ZHt/XKycU=",
-            ),
-            (
-                "POST",
-                "https://photos.example.net/token",
-                Some(("hh5s93j4hdidpola", "hdhd0244k9j7ao03")),
+                TOKEN,
+                request_token,
                 137131201,
                 "walatlh",
-                &[("oauth_verifier", "hfdp7dh39dks9884")],
-                "gKgrFCywp7rO0OXSjdot/IHF7IU=",
+                &verifier,
             ),
-            (
-                "GET",
-                "http://photos.example.net/photos?file=vacation.jpg&size=original",
-                Some(("nnch734d00sl2jdk", "pfkkdhi9sl3r4s00")),
-                137131202,
-                "chapoH",
-                &[],
-                "MdpQcU8iPSUjWoN/UDMsK2sui9I=",
-            ),
+            ("GET", PHOTOS, access_token, 137131202, "chapoH", &[]),
         ];
-        for (method, url, token, timestamp, nonce, extra, signature) in flow {
+        let signatures = [
+            "74KNZJeDHnMBp0EMJ9ZHt/XKycU=",
+            "gKgrFCywp7rO0OXSjdot/IHF7IU=",
+            "MdpQcU8iPSUjWoN/UDMsK2sui9I=",
+        ];
+        let flow = requests.into_iter().zip(signatures);
+        for ((method, url, token, timestamp, nonce, extra), signature) in flow {
             let signed = rfc_sign(method, url, token, timestamp, nonce, extra);
             assert_eq!(signed.signature, signature, "{method} {url}");
         }

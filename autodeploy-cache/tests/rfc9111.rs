@@ -139,12 +139,8 @@ async fn stale_while_revalidate_answers_from_the_cache_and_refreshes_behind() {
         eventually(Duration::from_secs(10), || s.origin.count(within) == 2).await,
         "the refresh went upstream behind the answer"
     );
-    let r = get(&s.proxy.url(past)).await;
-    assert_eq!(
-        r.cache(),
-        "REVALIDATED",
-        "past the window the refresh is waited for"
-    );
+    // Past the window the refresh is waited for.
+    assert_eq!(get(&s.proxy.url(past)).await.cache(), "REVALIDATED");
     assert_eq!(s.origin.count(past), 2);
 }
 
@@ -153,14 +149,13 @@ async fn cdn_cache_control_sets_this_caches_rules() {
     let s = setup(&[]).await;
     // Browsers may keep it an hour; the gateway only revalidates (RFC 9213).
     let target = "/blob/300?seed=50&cc=max-age=3600&cdn=no-cache&etag=v1";
-    assert_eq!(get(&s.proxy.url(target)).await.cache(), "MISS");
-    assert!(s.stored(1).await);
-    let r = get(&s.proxy.url(target)).await;
-    assert_ne!(r.cache(), "HIT", "CDN-Cache-Control: no-cache wins");
-    assert_eq!(
-        r.headers["cache-control"], "max-age=3600",
-        "passed on as sent"
-    );
+    let url = s.proxy.url(target);
+    let first = get(&url).await;
+    assert!(first.cache() == "MISS" && s.stored(1).await);
+    let again = get(&url).await;
+    let passed_on = again.headers["cache-control"].to_str().unwrap();
+    // CDN-Cache-Control's no-cache wins here; Cache-Control reaches the client as sent.
+    assert_eq!((again.cache(), passed_on), ("REVALIDATED", "max-age=3600"));
     assert_eq!(s.origin.count(target), 2);
 }
 

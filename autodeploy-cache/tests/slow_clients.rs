@@ -25,6 +25,15 @@ fn header_timeout_of_1s(config: &mut autodeploy_cache::Config) {
     config.client_header_timeout = Duration::from_secs(1);
 }
 
+/// How many of `streams` the server closes within `within` each (read one after another).
+async fn closed_within(streams: &mut [TcpStream], within: Duration) -> usize {
+    let mut closed = 0;
+    for stream in streams {
+        closed += usize::from(until_closed(stream, within).await.is_some());
+    }
+    closed
+}
+
 /// Reads until the server closes the connection; returns how long that took and what came.
 async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
     let started = Instant::now();
@@ -141,15 +150,7 @@ async fn idle_connections_at_the_cap_make_room_for_new_clients() {
         hosts.push(host);
     }
     // The attacker's connections were the ones closed, oldest first.
-    let mut closed = 0;
-    for stream in &mut held {
-        if until_closed(stream, Duration::from_millis(500))
-            .await
-            .is_some()
-        {
-            closed += 1;
-        }
-    }
+    let closed = closed_within(&mut held, Duration::from_millis(500)).await;
     assert!(closed >= 19, "{closed} of the idle connections were closed");
 }
 
@@ -206,15 +207,7 @@ async fn one_client_address_holds_at_most_its_share() {
         .await;
         assert!(accepted);
     }
-    let mut open = 0;
-    for stream in &mut held {
-        if until_closed(stream, Duration::from_millis(300))
-            .await
-            .is_none()
-        {
-            open += 1;
-        }
-    }
+    let open = held.len() - closed_within(&mut held, Duration::from_millis(300)).await;
     assert_eq!(open, 5, "connections of one address left open");
     assert_eq!(get(&proxy.url("/blob/1")).await.status, 200);
 }
