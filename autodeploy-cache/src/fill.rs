@@ -274,6 +274,17 @@ async fn fetch(
             continue;
         };
         let after = written + data.len() as u64;
+        if let Some(expected) = content_length
+            && after > expected
+        {
+            // Readers are handed at most the announced length (the file is mapped to it):
+            // more than that is a broken answer, never a longer body.
+            return failed(
+                format!("upstream body longer than its Content-Length {expected}"),
+                false,
+                false,
+            );
+        }
         if content_length.is_none() && after > set_aside {
             let step = UNKNOWN_LENGTH_STEP.max(after - set_aside);
             // This step's bytes are written: free space counts them now, not the promise.

@@ -41,8 +41,13 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// `Content-Length` as a number, if present and valid.
+/// `Content-Length` as a number, if present and valid, and if it frames the message: with a
+/// `Transfer-Encoding` the chunks do (RFC 9112 6.3), and a length beside them is a lie a
+/// proxy must not pass on or believe (hyper reads such a body by its chunks).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -264,3 +264,65 @@ async fn request_bodies_are_read_whole_before_the_upstream_is_asked() {
     assert_eq!(seen[0].header("transfer-encoding"), None);
     proxy.stop().await;
 }
+
+/// An origin that frames its answer twice: `Content-Length: 10` and a chunked body of 100
+/// bytes. Chunked wins (RFC 9112 6.3), so the body is 100 bytes: a proxy that believed the
+/// length would hand the client 10 and leave 90 to be read as the next response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_framed_twice_is_read_by_its_chunks() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let body = vec![b'x'; 100];
+    let answer = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n".as_slice(),
+        b"Cache-Control: max-age=60\r\n\r\n64\r\n",
+        &body,
+        b"\r\n0\r\n\r\n",
+    ]
+    .concat();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 4096];
+                while let Ok(n) = stream.read(&mut head).await {
+                    if n == 0 || stream.write_all(&answer).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        "autodeploy-cache --upstream http://{origin} --cache-dir {}",
+        dir.path().join("cache").display()
+    );
+    let proxy = Proxy::start_with(crate::support::parse_config(line.split(' '))).await;
+    for attempt in ["MISS", "HIT"] {
+        let answer = raw(
+            proxy.addr,
+            b"GET /twice HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let (head, got) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert_eq!(status(head), "200", "{attempt}: {answer}");
+        let believed = head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("content-length: 10"));
+        assert!(!believed, "{attempt}: {head}");
+        // Chunked to the client on the miss (it streams), with its length on the hit.
+        let whole = got.contains(&"x".repeat(100));
+        assert!(
+            whole,
+            "{attempt}: the client got {} body bytes: {head}",
+            got.len()
+        );
+        if attempt == "MISS" {
+            let cache = dir.path().join("cache");
+            let stored = || crate::support::cache_files(&cache).0 == 1;
+            assert!(crate::support::eventually(Duration::from_secs(10), stored).await);
+        }
+    }
+    proxy.stop().await;
+}
